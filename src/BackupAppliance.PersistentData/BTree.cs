@@ -51,7 +51,15 @@ public sealed class BTree
     }
 
     /// <summary>Inserts or overwrites. Returns true when the key was new.</summary>
-    public bool Insert(ref ulong root, ulong key, ReadOnlySpan<byte> value)
+    public bool Insert(ref ulong root, ulong key, ReadOnlySpan<byte> value) => Insert(ref root, key, value, dropOld: true);
+
+    /// <summary>
+    /// Overwrites (or inserts) without dropping the old value's reference: for the levels of a
+    /// multi-level tree, whose child was just shadowed (the shadow already moved the reference).
+    /// </summary>
+    public bool Repoint(ref ulong root, ulong key, ReadOnlySpan<byte> value) => Insert(ref root, key, value, dropOld: false);
+
+    private bool Insert(ref ulong root, ulong key, ReadOnlySpan<byte> value, bool dropOld)
     {
         var node = ShadowNode(root);
         root = node.Location;
@@ -94,7 +102,7 @@ public sealed class BTree
         if (i >= 0 && n.Key(i) == key)
         {
             var old = n.Value(i);
-            if (!_vt.Equal(old, value))
+            if (dropOld && !_vt.Equal(old, value))
                 _vt.Dec(old);
             value.CopyTo(n.Value(i));
             return false;

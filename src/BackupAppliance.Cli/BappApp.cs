@@ -1,0 +1,29 @@
+using System.CommandLine;
+using BackupAppliance.Cli.Commands;
+
+namespace BackupAppliance.Cli;
+
+/// <summary>The <c>bapp</c> command tree. Each command lives in its own file under Commands/.</summary>
+public static class BappApp
+{
+    public static RootCommand Build(TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("BackupAppliance: replicated incremental backups of block volumes");
+        var thin = new Command("thin", "Tools on kernel-format thin-pool metadata files (like thin-provisioning-tools)");
+        thin.Subcommands.Add(ThinDumpCommand.Create(stdout, stderr));
+        thin.Subcommands.Add(ThinRestoreCommand.Create(stdout, stderr));
+        thin.Subcommands.Add(ThinDeltaCommand.Create(stdout, stderr));
+        //CHK thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
+        //CHK thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
+        root.Subcommands.Add(thin);
+        root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
+        return root;
+    }
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = Build(stdout, stderr);
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        return root.Parse(MetadataSnapArgs.Normalize(args)).Invoke(config);
+    }
+}

@@ -1,0 +1,30 @@
+using BackupAppliance.Core;
+
+namespace BackupAppliance.Cli.Commands;
+
+/// <summary>The one place where typed errors become messages and exit codes.</summary>
+public static class CommandRunner
+{
+    public static int Run(TextWriter stderr, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (CorruptMetadataException e)
+        {
+            stderr.WriteLine($"error: metadata is corrupt: {e.Message}");
+            return 1;
+        }
+        catch (SpaceExhaustedException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException or ArgumentException or InvalidOperationException or KeyNotFoundException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+}
