@@ -27,6 +27,7 @@ public sealed class ThinMetadata : IDisposable
     private BTree _mappings = null!;
     private ThinSuperblock _sb = null!;
     private readonly Dictionary<ulong, DeviceDetails> _changedDetails = new();
+    private readonly HashSet<ulong> _topPathShadowed = new();
     private bool _dirty;
 
     private ThinMetadata(BlockManager bm)
@@ -207,6 +208,7 @@ public sealed class ThinMetadata : IDisposable
         RequireWritable();
         if (!DeviceExists(dev))
             throw new KeyNotFoundException($"thin device {dev} does not exist");
+        _topPathShadowed.Clear();
         ulong top = _sb.DataMappingRoot;
         _top.Remove(ref top, dev);
         _sb.DataMappingRoot = top;
@@ -244,11 +246,32 @@ public sealed class ThinMetadata : IDisposable
 
     private void InsertTop(ulong dev, ulong subtreeRoot)
     {
+        _topPathShadowed.Clear(); // a split may have moved other devices' entries to new nodes
         Span<byte> v = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(v, subtreeRoot);
         ulong top = _sb.DataMappingRoot;
         _top.Insert(ref top, dev, v);
         _sb.DataMappingRoot = top;
+    }
+
+    /// <summary>
+    /// Shadows the top-level path to a device before its subtree is touched, as the kernel's
+    /// multi-level insert does on its way down: if the top level is shared (a metadata snapshot),
+    /// copying it gives the subtree root its second reference first, so the subtree is then seen as
+    /// shared and copied rather than freed under the snapshot.
+    /// </summary>
+    private ulong PrepareDeviceRoot(ulong dev)
+    {
+        ulong root = MappingRoot(dev);
+        if (_topPathShadowed.Add(dev))
+        {
+            Span<byte> v = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(v, root);
+            ulong top = _sb.DataMappingRoot;
+            _top.Repoint(ref top, dev, v);
+            _sb.DataMappingRoot = top;
+        }
+        return root;
     }
 
     /// <summary>Points the top level at a device's (shadowed) subtree; the shadow already moved the reference.</summary>
@@ -284,7 +307,7 @@ public sealed class ThinMetadata : IDisposable
         RequireWritable();
         if (dataBlock >= _dsm.NrBlocks)
             throw new ArgumentException($"data block {dataBlock} is beyond the end of the data device ({_dsm.NrBlocks} blocks)");
-        ulong oldRoot = MappingRoot(dev);
+        ulong oldRoot = PrepareDeviceRoot(dev);
         ulong root = oldRoot;
         Span<byte> v = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(v, new BlockTime(dataBlock, time ?? _sb.Time).Pack());
@@ -303,7 +326,7 @@ public sealed class ThinMetadata : IDisposable
     public bool Remove(ulong dev, ulong vblock)
     {
         RequireWritable();
-        ulong oldRoot = MappingRoot(dev);
+        ulong oldRoot = PrepareDeviceRoot(dev);
         ulong root = oldRoot;
         bool removed = _mappings.Remove(ref root, vblock);
         PatchTop(dev, oldRoot, root);
@@ -431,12 +454,14 @@ public sealed class ThinMetadata : IDisposable
         _msm.OnCommitted();
         _dsm.OnCommitted();
         _tm.EndTransaction();
+        _topPathShadowed.Clear();
         _dirty = false;
     }
 
     /// <summary>Throws away the uncommitted transaction and reloads the last committed state.</summary>
     public void Abort()
     {
+        _topPathShadowed.Clear();
         _tm.Abort();
         LoadCommitted();
     }
