@@ -29,6 +29,7 @@ public sealed class ThinMetadata : IDisposable
     private readonly Dictionary<ulong, DeviceDetails> _changedDetails = new();
     private readonly HashSet<ulong> _topPathShadowed = new();
     private bool _dirty;
+    private string? _failure;
 
     private ThinMetadata(BlockManager bm)
     {
@@ -177,47 +178,53 @@ public sealed class ThinMetadata : IDisposable
 
     public void CreateThin(ulong dev)
     {
-        RequireWritable();
-        CheckNewId(dev);
-        ulong root = _mappings.CreateEmpty();
-        InsertTop(dev, root);
-        _changedDetails[dev] = new DeviceDetails(0, _sb.TransactionId, _sb.Time, _sb.Time);
-        _dirty = true;
-        Trim();
+        Change(() =>
+        {
+            CheckNewId(dev);
+            ulong root = _mappings.CreateEmpty();
+            InsertTop(dev, root);
+            _changedDetails[dev] = new DeviceDetails(0, _sb.TransactionId, _sb.Time, _sb.Time);
+            _dirty = true;
+            Trim();
+        });
     }
 
     /// <summary>create_snap: the new device shares the origin's whole mapping tree (O(1)); time advances.</summary>
     public void CreateSnapshot(ulong dev, ulong origin)
     {
-        RequireWritable();
-        CheckNewId(dev);
-        ulong root = MappingRoot(origin);
-        var originDetails = GetDetails(origin);
-        _tm.Inc(root);
-        InsertTop(dev, root);
-        _sb.Time++;
-        _changedDetails[origin] = originDetails with { SnapshottedTime = _sb.Time };
-        _changedDetails[dev] = new DeviceDetails(originDetails.MappedBlocks, _sb.TransactionId, _sb.Time, _sb.Time);
-        _dirty = true;
-        Trim();
+        Change(() =>
+        {
+            CheckNewId(dev);
+            ulong root = MappingRoot(origin);
+            var originDetails = GetDetails(origin);
+            _tm.Inc(root);
+            InsertTop(dev, root);
+            _sb.Time++;
+            _changedDetails[origin] = originDetails with { SnapshottedTime = _sb.Time };
+            _changedDetails[dev] = new DeviceDetails(originDetails.MappedBlocks, _sb.TransactionId, _sb.Time, _sb.Time);
+            _dirty = true;
+            Trim();
+        });
     }
 
     /// <summary>Deletes a device; mapping blocks and data blocks still shared with others stay.</summary>
     public void DeleteDevice(ulong dev)
     {
-        RequireWritable();
-        if (!DeviceExists(dev))
-            throw new KeyNotFoundException($"thin device {dev} does not exist");
-        _topPathShadowed.Clear();
-        ulong top = _sb.DataMappingRoot;
-        _top.Remove(ref top, dev);
-        _sb.DataMappingRoot = top;
-        ulong det = _sb.DeviceDetailsRoot;
-        _details.Remove(ref det, dev);
-        _sb.DeviceDetailsRoot = det;
-        _changedDetails.Remove(dev);
-        _dirty = true;
-        Trim();
+        Change(() =>
+        {
+            if (!DeviceExists(dev))
+                throw new KeyNotFoundException($"thin device {dev} does not exist");
+            _topPathShadowed.Clear();
+            ulong top = _sb.DataMappingRoot;
+            _top.Remove(ref top, dev);
+            _sb.DataMappingRoot = top;
+            ulong det = _sb.DeviceDetailsRoot;
+            _details.Remove(ref det, dev);
+            _sb.DeviceDetailsRoot = det;
+            _changedDetails.Remove(dev);
+            _dirty = true;
+            Trim();
+        });
     }
 
     /// <summary>Sets a device's details verbatim (restore from XML).</summary>
@@ -304,40 +311,44 @@ public sealed class ThinMetadata : IDisposable
     /// </summary>
     public void Insert(ulong dev, ulong vblock, ulong dataBlock, uint? time = null)
     {
-        RequireWritable();
-        if (dataBlock >= _dsm.NrBlocks)
-            throw new ArgumentException($"data block {dataBlock} is beyond the end of the data device ({_dsm.NrBlocks} blocks)");
-        ulong oldRoot = PrepareDeviceRoot(dev);
-        ulong root = oldRoot;
-        Span<byte> v = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(v, new BlockTime(dataBlock, time ?? _sb.Time).Pack());
-        bool added = _mappings.Insert(ref root, vblock, v);
-        PatchTop(dev, oldRoot, root);
-        if (added)
+        Change(() =>
         {
-            var d = GetDetails(dev);
-            _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks + 1 };
-        }
-        _dirty = true;
-        Trim();
+            if (dataBlock >= _dsm.NrBlocks)
+                throw new ArgumentException($"data block {dataBlock} is beyond the end of the data device ({_dsm.NrBlocks} blocks)");
+            ulong oldRoot = PrepareDeviceRoot(dev);
+            ulong root = oldRoot;
+            Span<byte> v = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(v, new BlockTime(dataBlock, time ?? _sb.Time).Pack());
+            bool added = _mappings.Insert(ref root, vblock, v);
+            PatchTop(dev, oldRoot, root);
+            if (added)
+            {
+                var d = GetDetails(dev);
+                _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks + 1 };
+            }
+            _dirty = true;
+            Trim();
+        });
     }
 
     /// <summary>Unmaps a virtual block (discard). Returns false if it was not mapped.</summary>
     public bool Remove(ulong dev, ulong vblock)
     {
-        RequireWritable();
-        ulong oldRoot = PrepareDeviceRoot(dev);
-        ulong root = oldRoot;
-        bool removed = _mappings.Remove(ref root, vblock);
-        PatchTop(dev, oldRoot, root);
-        if (removed)
+        return Change(() =>
         {
-            var d = GetDetails(dev);
-            _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks - 1 };
-        }
-        _dirty = true;
-        Trim();
-        return removed;
+            ulong oldRoot = PrepareDeviceRoot(dev);
+            ulong root = oldRoot;
+            bool removed = _mappings.Remove(ref root, vblock);
+            PatchTop(dev, oldRoot, root);
+            if (removed)
+            {
+                var d = GetDetails(dev);
+                _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks - 1 };
+            }
+            _dirty = true;
+            Trim();
+            return removed;
+        });
     }
 
     /// <summary>Visits a device's mappings in virtual-block order (leaf by leaf).</summary>
@@ -415,17 +426,19 @@ public sealed class ThinMetadata : IDisposable
     /// <summary>release_metadata_snap: drops the snapshot's trees (what is unshared is freed) and its block.</summary>
     public void ReleaseMetadataSnapshot()
     {
-        RequireWritable();
-        ulong held = _sb.HeldRoot;
-        if (held == 0)
-            throw new InvalidOperationException("no metadata snapshot is held");
-        var snap = ReadSnapshotSuperblock(held);
-        _top.Delete(snap.DataMappingRoot);
-        _details.Delete(snap.DeviceDetailsRoot);
-        _tm.Dec(held);
-        _sb.HeldRoot = 0;
-        _dirty = true;
-        Commit();
+        Change(() =>
+        {
+            ulong held = _sb.HeldRoot;
+            if (held == 0)
+                throw new InvalidOperationException("no metadata snapshot is held");
+            var snap = ReadSnapshotSuperblock(held);
+            _top.Delete(snap.DataMappingRoot);
+            _details.Delete(snap.DeviceDetailsRoot);
+            _tm.Dec(held);
+            _sb.HeldRoot = 0;
+            _dirty = true;
+            Commit();
+        });
     }
 
     public ThinSuperblock ReadSnapshotSuperblock(ulong block)
@@ -444,23 +457,26 @@ public sealed class ThinMetadata : IDisposable
     /// </summary>
     public void Commit(Action? flushData = null)
     {
-        RequireWritable();
-        flushData?.Invoke();
-        WriteChangedDetails();
-        _sb.DataSpaceMapRoot = _dsm.Commit();
-        _sb.MetadataSpaceMapRoot = _msm.Commit();
-        _bm.FlushDirty();
-        _bm.WriteSuperblock(0, _sb.Raw, BlockKind.ThinSuperblock);
-        _msm.OnCommitted();
-        _dsm.OnCommitted();
-        _tm.EndTransaction();
-        _topPathShadowed.Clear();
-        _dirty = false;
+        Change(() =>
+        {
+            flushData?.Invoke();
+            WriteChangedDetails();
+            _sb.DataSpaceMapRoot = _dsm.Commit();
+            _sb.MetadataSpaceMapRoot = _msm.Commit();
+            _bm.FlushDirty();
+            _bm.WriteSuperblock(0, _sb.Raw, BlockKind.ThinSuperblock);
+            _msm.OnCommitted();
+            _dsm.OnCommitted();
+            _tm.EndTransaction();
+            _topPathShadowed.Clear();
+            _dirty = false;
+        });
     }
 
     /// <summary>Throws away the uncommitted transaction and reloads the last committed state.</summary>
     public void Abort()
     {
+        _failure = null;
         _topPathShadowed.Clear();
         _tm.Abort();
         LoadCommitted();
@@ -485,7 +501,35 @@ public sealed class ThinMetadata : IDisposable
     {
         if (!_bm.Writable)
             throw new InvalidOperationException($"metadata {_bm.Path} is open read-only");
+        if (_failure is not null)
+            throw new InvalidOperationException($"the metadata transaction failed ({_failure}); abort it before further changes");
     }
+
+    /// <summary>
+    /// Runs a change. If it fails part way (metadata space exhausted inside a split, a corrupt block),
+    /// the in-memory transaction is no longer consistent: further changes and commits are refused
+    /// until <see cref="Abort"/> reloads the last committed state.
+    /// </summary>
+    private T Change<T>(Func<T> body)
+    {
+        RequireWritable();
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is not (ArgumentException or KeyNotFoundException))
+        {
+            // Argument and not-found errors are raised before anything changes; the rest may leave
+            // a half-done change behind.
+            _failure = e.Message;
+            throw;
+        }
+    }
+
+    private void Change(Action body) => Change(() => { body(); return true; });
+
+    /// <summary>Set when a change failed part way; cleared by <see cref="Abort"/>.</summary>
+    public bool TransactionFailed => _failure is not null;
 
     private void Trim() => _bm.Trim();
 

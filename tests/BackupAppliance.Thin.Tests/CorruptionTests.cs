@@ -147,3 +147,34 @@ public class CorruptionTests
         Assert.Contains("magic", e.Message);
     }
 }
+
+/// <summary>Metadata space running out is an error the caller handles, never a corrupt file.</summary>
+public class MetadataSpaceTests
+{
+    [Fact]
+    public void ExhaustedMetadataFailsTheTransactionAndAbortReturnsToTheLastCommit()
+    {
+        using var dir = Tool.TempDir();
+        string file = dir.Sparse("meta", 64 * 4096); // 64 metadata blocks
+        using var md = ThinMetadata.Create(file, 128, 100_000);
+        md.CreateThin(0);
+        for (ulong v = 0; v < 100; v++)
+            md.Insert(0, v, md.AllocateDataBlock());
+        md.Commit();
+        var rng = new Random(3);
+        Assert.Throws<SpaceExhaustedException>(() =>
+        {
+            for (int i = 0; i < 1_000_000; i++)
+                md.Insert(0, (ulong)rng.Next(10_000_000), md.AllocateDataBlock());
+        });
+        Assert.True(md.TransactionFailed);
+        Assert.Throws<InvalidOperationException>(() => md.Commit());
+        md.Abort();
+        Assert.False(md.TransactionFailed);
+        Assert.Equal(100UL, md.GetDetails(0).MappedBlocks);
+        Oracle.AssertCheckPasses(file, "after exhausting metadata and aborting");
+        md.Insert(0, 500, md.AllocateDataBlock());
+        md.Commit();
+        Oracle.AssertCheckPasses(file, "after a further commit");
+    }
+}
