@@ -77,11 +77,12 @@ public class BTreeTests
     }
 
     [Theory]
-    [InlineData(false, 31)]
-    [InlineData(true, 32)]
-    public void Tree_shared_by_two_roots_is_copied_on_write_and_deleting_both_frees_everything(bool commitBeforeSharing, int seed)
+    [InlineData(false, 31, 16384, 2)]
+    [InlineData(true, 32, 64, 2)]
+    [InlineData(true, 33, 16384, 3)] // the shared root's count 3 is committed into the overflow tree
+    public void Tree_shared_by_several_roots_is_copied_on_write_and_deleting_all_frees_everything(bool commitBeforeSharing, int seed, int cacheBlocks, int nrRoots)
     {
-        using var h = new MetadataHarness(64L << 20);
+        using var h = new MetadataHarness(64L << 20, cacheBlocks);
         h.Commit();
         ulong baseline = h.Sm.NrAllocated;
         var tree = new BTree(h.Tm, new PlainValue(8));
@@ -94,8 +95,16 @@ public class BTreeTests
         if (commitBeforeSharing)
             h.Commit();
 
-        h.Tm.Inc(root);
-        ulong r1 = root, r2 = root;
+        for (int i = 1; i < nrRoots; i++)
+            h.Tm.Inc(root);
+        ulong r1 = root, r2 = root, r3 = root;
+        var extra = nrRoots == 3 ? new[] { r3 } : Array.Empty<ulong>();
+        if (nrRoots == 3)
+        {
+            h.Commit();
+            Assert.Equal(3u, h.Sm.Count(root));
+            Audit(h, ctx + ", three roots", root, root, root);
+        }
         var m1 = new SortedDictionary<ulong, byte[]>(original);
         var m2 = new SortedDictionary<ulong, byte[]>(original);
 
@@ -114,7 +123,7 @@ public class BTreeTests
         h.Commit();
         CheckContents(h, r1, m1, 8, ctx + ", r1");
         CheckContents(h, r2, m2, 8, ctx + ", r2");
-        Audit(h, ctx + ", both roots", r1, r2);
+        Audit(h, ctx + ", r1 and r2", [r1, r2, .. extra]);
 
         // Now change r2 (its nodes are still shared with r1 where r1 did not write).
         keys = m2.Keys.ToArray();
@@ -127,16 +136,23 @@ public class BTreeTests
         h.Commit();
         CheckContents(h, r1, m1, 8, ctx + ", r1 after r2 changed");
         CheckContents(h, r2, m2, 8, ctx + ", r2 after r2 changed");
-        Audit(h, ctx + ", both roots after r2 changed", r1, r2);
+        Audit(h, ctx + ", r1 and r2 after r2 changed", [r1, r2, .. extra]);
 
         tree.Delete(r1);
         h.Commit();
         CheckContents(h, r2, m2, 8, ctx + ", r2 after deleting r1");
-        Audit(h, ctx + ", after deleting r1", r2);
+        Audit(h, ctx + ", after deleting r1", [r2, .. extra]);
 
         tree.Delete(r2);
         h.Commit();
-        Audit(h, ctx + ", after deleting both");
+        Audit(h, ctx + ", after deleting r1 and r2", extra);
+        foreach (ulong r in extra)
+        {
+            CheckContents(h, r, original, 8, ctx + ", untouched third root");
+            tree.Delete(r);
+        }
+        h.Commit();
+        Audit(h, ctx + ", after deleting all");
         Assert.Equal(baseline, h.Sm.NrAllocated);
     }
 

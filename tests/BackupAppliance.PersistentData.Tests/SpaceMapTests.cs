@@ -48,6 +48,23 @@ public class SpaceMapTests
     }
 
     [Fact]
+    public void Bitmap_entries_keep_the_high_bit_first_as_thin_restore_writes_them()
+    {
+        // FORMATS.md §3.1: blocks 0-7 and 9-11 in use, 8 free → word 0 = 0x00A8AAAA.
+        var bm = new byte[BlockChecksum.BlockSize];
+        for (int e = 0; e < 12; e++)
+            SpaceMapBitmap.Set(bm, e, e == 8 ? 0u : 1u);
+        Assert.Equal(0x00A8AAAAUL, BinaryPrimitives.ReadUInt64LittleEndian(bm.AsSpan(16)));
+        SpaceMapBitmap.Set(bm, 0, 2); // count 2 = high bit only = bit 2k
+        Assert.Equal(0x00A8AAA9UL, BinaryPrimitives.ReadUInt64LittleEndian(bm.AsSpan(16)));
+        SpaceMapBitmap.Set(bm, 0, 3);
+        Assert.Equal(0x00A8AAABUL, BinaryPrimitives.ReadUInt64LittleEndian(bm.AsSpan(16)));
+        Assert.Equal(3u, SpaceMapBitmap.Get(bm, 0));
+        Assert.Equal(8, SpaceMapBitmap.FindFree(bm, 0, 100));
+        Assert.Equal(100 - 11, SpaceMapBitmap.CountFree(bm, 100));
+    }
+
+    [Fact]
     public void Blocks_freed_in_a_transaction_are_not_reused_before_the_commit()
     {
         using var h = new MetadataHarness(64 * 4096);

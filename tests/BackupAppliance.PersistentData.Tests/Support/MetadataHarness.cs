@@ -8,15 +8,18 @@ namespace BackupAppliance.PersistentData.Tests.Support;
 public sealed class MetadataHarness : IDisposable
 {
     private readonly string _dir;
+    private readonly int _cacheBlocks;
 
-    public MetadataHarness(long bytes = 16L << 20)
+    /// <param name="cacheBlocks">A small cache makes commits evict, so later reads come from disk.</param>
+    public MetadataHarness(long bytes = 16L << 20, int cacheBlocks = 16384)
     {
+        _cacheBlocks = cacheBlocks;
         _dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "bapp-pd-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(_dir);
         Path = System.IO.Path.Combine(_dir, "meta");
         using (var f = new FileStream(Path, FileMode.CreateNew))
             f.SetLength(bytes);
-        Bm = new BlockManager(Path, writable: true);
+        Bm = new BlockManager(Path, writable: true, _cacheBlocks);
         Tm = new TransactionManager(Bm);
         Sm = MetadataSpaceMap.Create(Tm, Bm.NrBlocks);
     }
@@ -45,7 +48,7 @@ public sealed class MetadataHarness : IDisposable
     public void Reopen()
     {
         Bm.Dispose();
-        Bm = new BlockManager(Path, writable: true);
+        Bm = new BlockManager(Path, writable: true, _cacheBlocks);
         Tm = new TransactionManager(Bm);
         Sm = MetadataSpaceMap.Open(Tm, SmRoot);
     }
