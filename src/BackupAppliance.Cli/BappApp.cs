@@ -14,6 +14,7 @@ public static class BappApp
         thin.Subcommands.Add(ThinRestoreCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinDeltaCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinExerciseCommand.Create(stdout, stderr));
+        thin.Subcommands.Add(ThinBenchCommand.Create(stdout, stderr));
         //CHK thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
         //CHK thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
         root.Subcommands.Add(thin);

@@ -15,6 +15,8 @@ public sealed class MetadataSpaceMap : SpaceMap
 
     private ulong _indexBlock;
 
+    protected override ulong MaxNrBlocks => MaxBlocks;
+
     private MetadataSpaceMap(TransactionManager tm, ulong nrBlocks)
         : base(tm, "metadata", nrBlocks)
     {

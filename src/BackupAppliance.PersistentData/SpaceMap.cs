@@ -250,11 +250,16 @@ public abstract class SpaceMap
 
     public bool IsDirty => _counts.Count > 0 || _pending.Count > 0;
 
+    /// <summary>The most blocks the on-disk index can describe (the metadata index block has 255 entries).</summary>
+    protected virtual ulong MaxNrBlocks => ulong.MaxValue;
+
     /// <summary>Grows the map (pool or metadata resize); new blocks are free.</summary>
     public void Extend(ulong newNrBlocks)
     {
         if (newNrBlocks < NrBlocks)
             throw new InvalidOperationException($"{Name} space map cannot shrink from {NrBlocks} to {newNrBlocks} blocks");
+        if (newNrBlocks > MaxNrBlocks)
+            throw new InvalidOperationException($"{Name} space map cannot grow to {newNrBlocks} blocks (at most {MaxNrBlocks})");
         int oldN = _current.Length, newN = NrBitmaps(newNrBlocks);
         int lastOld = oldN - 1;
         int lastOldEntriesBefore = oldN == 0 ? 0 : EntriesIn(lastOld);

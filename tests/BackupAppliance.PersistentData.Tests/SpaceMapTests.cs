@@ -202,6 +202,22 @@ public class SpaceMapTests
         audit.Verify(h.Sm, "after extending the metadata space map");
     }
 
+    [Fact]
+    public void Metadata_space_map_refuses_to_grow_past_its_255_index_entries()
+    {
+        // The index block holds 255 entries (FORMATS.md §3.4); the kernel's sm_ll_extend refuses more
+        // ("space map too large", -EINVAL) instead of failing later, half way through a commit.
+        using var h = new MetadataHarness();
+        h.Commit();
+        Assert.Throws<InvalidOperationException>(() => h.Sm.Extend(MetadataSpaceMap.MaxBlocks + 1));
+        Assert.Equal(4096ul, h.Sm.NrBlocks);
+        h.Sm.Extend(MetadataSpaceMap.MaxBlocks);
+        var root = h.Commit();
+        Assert.Equal(MetadataSpaceMap.MaxBlocks, root.NrBlocks);
+        var index = h.ReadRaw(root.BitmapRoot);
+        Assert.NotEqual(0ul, IndexEntry.Read(index.AsSpan(16 + IndexEntry.Size * 254)).BlockNr);
+    }
+
     private static void SetByIncDec(SpaceMap sm, ulong b, uint target)
     {
         while (sm.Count(b) < target)
