@@ -3,12 +3,14 @@
 #
 #   ops/bench/thin-delta.sh [--mappings N] [--change-percent P] [--seed S]
 #                           [--restore-mappings N] [--runs R] [--no-cold]
+#   (defaults: 4000000 mappings, 1% changed, seed 42, 1000000 restore mappings, best of 3)
 #
 # Pair 1: a file made by `bapp thin bench-make` (device 0 with N sequential mappings, snapshot 1,
 #   then P% of device 0's blocks rewritten at random): thin_delta, our full (byte-identical) mode and
 #   our --changes-only mode, diffing snapshot 1 against device 0.
 # Pair 2: a file made by thin_restore from generated XML (two devices, ~N/2 mappings each, no shared
-#   subtrees since thin_restore builds each device's tree separately): thin_delta and our full mode.
+#   subtrees since thin_restore builds each device's tree separately): thin_delta and our full mode
+#   (and changes-only, which cannot skip anything there).
 #
 # Each time is the best of R runs (wall clock, the runs of the tools interleaved). Ours include the
 # dotnet start-up, printed separately. "warm" runs read the metadata through the page cache;
@@ -36,7 +38,7 @@ while (($#)); do
     --restore-mappings) restore_mappings=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --no-cold) cold=0; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "thin-delta.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -195,13 +197,13 @@ row() { # row LABEL KEY-PREFIX warm|cold
   local suffix=""
   [[ $3 == cold ]] && suffix=.cold
   local td=${best[$2.td]} full=${best[$2.full$suffix]} co=${best[$2.co$suffix]}
-  printf '%-36s %-5s %10s %10s %12s %8s %10s\n' "$1" "$3" "$(sec "$td")" "$(sec "$full")" "$(sec "$co")" \
+  printf '%-40s %-5s %10s %10s %12s %8s %10s\n' "$1" "$3" "$(sec "$td")" "$(sec "$full")" "$(sec "$co")" \
     "$(ratio "$td" "$full")" "$(ratio "$td" "$co")"
 }
 echo
 echo "thin_delta --snap1 1 --snap2 0 FILE vs ops/bapp thin delta (best of $runs, seconds, wall clock; $(nproc) cores)"
 echo "dotnet start-up (ops/bapp thin delta --help): $(sec "${best[startup]}") s, included in ours"
-printf '%-36s %-5s %10s %10s %12s %8s %10s\n' "file" "cache" "thin_delta" "ours-full" "ours-changes" "td/full" "td/changes"
+printf '%-40s %-5s %10s %10s %12s %8s %10s\n' "file" "cache" "thin_delta" "ours-full" "ours-changes" "td/full" "td/changes"
 made_label="bench-make ${mappings} maps, ${change_percent}% changed"
 rest_label="thin_restore ~${restore_mappings} maps, 2 devs"
 row "$made_label" made warm
