@@ -15,8 +15,8 @@ public static class BappApp
         thin.Subcommands.Add(ThinDeltaCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinExerciseCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinBenchCommand.Create(stdout, stderr));
-        //CHK thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
-        //CHK thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
+        thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
+        thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
         root.Subcommands.Add(thin);
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
         return root;
