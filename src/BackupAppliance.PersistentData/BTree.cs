@@ -176,23 +176,51 @@ public sealed class BTree
         _tm.Dec(root);
     }
 
-    /// <summary>Calls <paramref name="leaf"/> for every leaf in key order (read only).</summary>
+    /// <summary>
+    /// Calls <paramref name="leaf"/> for every leaf in key order (read only). Children of an internal
+    /// node are read in one batch into buffers reused per depth, so a walk neither fills the cache
+    /// nor allocates per node. The node passed to <paramref name="leaf"/> is valid only during the call.
+    /// </summary>
     public void VisitLeaves(ulong root, Action<BTreeNode> leaf)
     {
-        _tm.Blocks.Trim(cleanOnly: true);
         var n = ReadNode(root);
         if (n.IsLeaf)
         {
             leaf(n);
             return;
         }
-        int nr = n.NrEntries;
-        // Copy child pointers first: the cache may hand the same buffer to a deeper read.
-        Span<ulong> children = nr <= 256 ? stackalloc ulong[nr] : new ulong[nr];
+        var levels = new List<byte[][]>();
+        var top = new byte[BlockChecksum.BlockSize];
+        n.Data.CopyTo(top, 0);
+        VisitChildren(new BTreeNode(top), root, 0, levels, leaf);
+    }
+
+    private void VisitChildren(BTreeNode node, ulong location, int depth, List<byte[][]> levels, Action<BTreeNode> leaf)
+    {
+        int nr = node.NrEntries;
+        if (depth >= 64)
+            throw new CorruptMetadataException(location, "btree deeper than 64 levels (a cycle?)");
+        if (levels.Count == depth)
+            levels.Add(new byte[node.MaxEntries][]);
+        var buffers = levels[depth];
+        if (buffers.Length < nr)
+            throw new CorruptMetadataException(location, $"internal btree node has {nr} entries");
+        Span<ulong> children = stackalloc ulong[nr];
         for (int i = 0; i < nr; i++)
-            children[i] = n.Value64(i);
-        foreach (ulong c in children)
-            VisitLeaves(c, leaf);
+        {
+            children[i] = node.Value64(i);
+            buffers[i] ??= new byte[BlockChecksum.BlockSize];
+        }
+        _tm.Blocks.ReadBatch(children, BlockKind.BTreeNode, buffers);
+        for (int i = 0; i < nr; i++)
+        {
+            var child = new BTreeNode(buffers[i]);
+            child.Validate(children[i]);
+            if (child.IsLeaf)
+                leaf(child);
+            else
+                VisitChildren(child, children[i], depth + 1, levels, leaf);
+        }
     }
 
     /// <summary>All (key, u64 value) pairs in order; for trees with 8-byte values.</summary>
@@ -207,7 +235,12 @@ public sealed class BTree
         return list;
     }
 
-    public BTreeNode ReadNode(ulong location) => new(_tm.Read(location, BlockKind.BTreeNode).Data);
+    public BTreeNode ReadNode(ulong location)
+    {
+        var n = new BTreeNode(_tm.Read(location, BlockKind.BTreeNode).Data);
+        n.Validate(location);
+        return n;
+    }
 
     private MetadataBlock ShadowNode(ulong location)
     {

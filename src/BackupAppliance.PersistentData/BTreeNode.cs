@@ -25,6 +25,23 @@ public readonly struct BTreeNode
     public int MaxEntries { get => (int)Get32(20); set => Set32(20, (uint)value); }
     public int ValueSize { get => (int)Get32(24); set => Set32(24, (uint)value); }
 
+    /// <summary>
+    /// The structural checks a reader needs before trusting a node's counts (the kernel's
+    /// node_check): a known flag, max_entries that fit the block, nr_entries ≤ max_entries.
+    /// </summary>
+    public void Validate(ulong location)
+    {
+        if (!IsLeaf && !IsInternal)
+            throw new BackupAppliance.Core.CorruptMetadataException(location, $"btree node has neither the leaf nor the internal flag (flags {Flags})");
+        long need = HeaderSize + (long)MaxEntries * (8 + ValueSize);
+        if (ValueSize <= 0 || MaxEntries <= 0 || need > BlockChecksum.BlockSize)
+            throw new BackupAppliance.Core.CorruptMetadataException(location, $"btree node max_entries {MaxEntries} with value_size {ValueSize} does not fit a block");
+        if (NrEntries > MaxEntries)
+            throw new BackupAppliance.Core.CorruptMetadataException(location, $"btree node has nr_entries {NrEntries} > max_entries {MaxEntries}");
+        if (IsInternal && ValueSize != 8)
+            throw new BackupAppliance.Core.CorruptMetadataException(location, $"internal btree node has value_size {ValueSize}, expected 8");
+    }
+
     /// <summary>calc_max_entries: entries that fit, rounded down to a multiple of 3.</summary>
     public static int CalcMaxEntries(int valueSize)
     {

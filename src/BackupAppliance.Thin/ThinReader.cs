@@ -106,6 +106,21 @@ public sealed class ThinReader : IDisposable
 
     public BTreeNode ReadNode(ulong block) => _mappings.ReadNode(block);
 
+    /// <summary>Blocks read from the file and read calls issued so far.</summary>
+    public (long Blocks, long Calls) ReadStats => (_bm.BlocksRead, _bm.ReadCalls);
+
+    /// <summary>Reads a node into a caller's buffer (uncached), validated.</summary>
+    public BTreeNode ReadNodeInto(ulong block, byte[] into)
+    {
+        _bm.ReadInto(block, BlockKind.BTreeNode, into);
+        var n = new BTreeNode(into);
+        n.Validate(block);
+        return n;
+    }
+
+    /// <summary>Reads several nodes (uncached) with as few read calls as possible; validate each before use.</summary>
+    public void ReadNodesInto(ReadOnlySpan<ulong> blocks, byte[][] into) => _bm.ReadBatch(blocks, BlockKind.BTreeNode, into);
+
     public void Dispose()
     {
         if (_ownsBlocks)

@@ -19,8 +19,13 @@ public static class ThinBenchCommand
         var mappings = new Option<long>("--mappings") { Description = "Mappings of device 0", DefaultValueFactory = _ => 4_000_000 };
         var changePercent = new Option<double>("--change-percent") { Description = "Percent of device 0's blocks rewritten after the snapshot", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random choice of rewritten blocks", DefaultValueFactory = _ => 42 };
+        var run = new Option<int>("--run-length")
+        {
+            Description = "Rewritten blocks come in runs of this many consecutive blocks (1 = uniformly random; larger is how filesystems write)",
+            DefaultValueFactory = _ => 1,
+        };
         var cmd = new Command("bench-make", "Make a metadata file for delta benchmarks: device 0, its snapshot 1, then changes to 0")
-            { file, mappings, changePercent, seed };
+            { file, mappings, changePercent, seed, run };
         cmd.Hidden = true;
         cmd.SetAction(r => CommandRunner.Run(stderr, () =>
         {
@@ -60,14 +65,18 @@ public static class ThinBenchCommand
                 var change = ctx.AddTask($"device 0: rewriting {changes} blocks", maxValue: Math.Max(1, changes));
                 var rng = new Random(r.GetValue(seed));
                 var chosen = new HashSet<long>();
+                int runLength = Math.Max(1, r.GetValue(run));
                 while (chosen.Count < changes)
                 {
-                    long v = rng.NextInt64(n);
-                    if (!chosen.Add(v))
-                        continue;
-                    md.Insert(0, (ulong)v, md.AllocateDataBlock());
-                    if ((chosen.Count & 0xFFF) == 0)
-                        change.Value = chosen.Count;
+                    long start = rng.NextInt64(n);
+                    for (long v = start; v < Math.Min(n, start + runLength) && chosen.Count < changes; v++)
+                    {
+                        if (!chosen.Add(v))
+                            continue;
+                        md.Insert(0, (ulong)v, md.AllocateDataBlock());
+                        if ((chosen.Count & 0xFFF) == 0)
+                            change.Value = chosen.Count;
+                    }
                 }
                 change.Value = Math.Max(1, changes);
                 md.Commit();
