@@ -16,6 +16,11 @@ public sealed class BlockManager : IDisposable
     private readonly SafeFileHandle _file;
     private readonly Dictionary<ulong, MetadataBlock> _cache = new();
     private readonly int _capacity;
+    private const int MaxBatchRun = 64;
+    // ReadBatch's working storage, kept between calls (walks call it once per internal node).
+    private byte[]? _batchScratch;
+    private int[] _batchOrder = [];
+    private ulong[] _batchLocations = [];
     private long _clock;
 
     public BlockManager(string path, bool writable, int cacheBlocks = 16384)
@@ -90,18 +95,22 @@ public sealed class BlockManager : IDisposable
     /// </summary>
     public void ReadBatch(ReadOnlySpan<ulong> locations, BlockKind kind, byte[][] dest)
     {
-        const int MaxRun = 64;
         int count = locations.Length;
-        var order = new int[count];
+        if (_batchOrder.Length < count)
+        {
+            _batchOrder = new int[count];
+            _batchLocations = new ulong[count];
+        }
+        var order = _batchOrder.AsSpan(0, count);
+        var sorted = _batchLocations.AsSpan(0, count);
         for (int i = 0; i < count; i++)
             order[i] = i;
-        var locs = locations.ToArray();
-        Array.Sort(order, (x, y) => locs[x].CompareTo(locs[y]));
-        byte[]? scratch = null;
+        locations.CopyTo(sorted);
+        sorted.Sort(order);
         int k = 0;
         while (k < count)
         {
-            ulong first = locs[order[k]];
+            ulong first = sorted[k];
             if (_cache.ContainsKey(first) || first >= NrBlocks)
             {
                 ReadInto(first, kind, dest[order[k]]);
@@ -109,8 +118,8 @@ public sealed class BlockManager : IDisposable
                 continue;
             }
             int end = k + 1;
-            while (end < count && end - k < MaxRun && locs[order[end]] == first + (ulong)(end - k)
-                   && !_cache.ContainsKey(locs[order[end]]))
+            while (end < count && end - k < MaxBatchRun && sorted[end] == first + (ulong)(end - k)
+                   && !_cache.ContainsKey(sorted[end]))
                 end++;
             int n = end - k;
             if (n == 1)
@@ -119,7 +128,7 @@ public sealed class BlockManager : IDisposable
                 k++;
                 continue;
             }
-            scratch ??= new byte[MaxRun * BlockSize];
+            var scratch = _batchScratch ??= new byte[MaxBatchRun * BlockSize];
             int got = RandomAccess.Read(_file, scratch.AsSpan(0, n * BlockSize), (long)first * BlockSize);
             BlocksRead += n;
             ReadCalls++;

@@ -178,7 +178,8 @@ public sealed class ThinMetadata : IDisposable
 
     public void CreateThin(ulong dev)
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             CheckNewId(dev);
             ulong root = _mappings.CreateEmpty();
@@ -186,13 +187,18 @@ public sealed class ThinMetadata : IDisposable
             _changedDetails[dev] = new DeviceDetails(0, _sb.TransactionId, _sb.Time, _sb.Time);
             _dirty = true;
             Trim();
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>create_snap: the new device shares the origin's whole mapping tree (O(1)); time advances.</summary>
     public void CreateSnapshot(ulong dev, ulong origin)
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             CheckNewId(dev);
             ulong root = MappingRoot(origin);
@@ -204,13 +210,18 @@ public sealed class ThinMetadata : IDisposable
             _changedDetails[dev] = new DeviceDetails(originDetails.MappedBlocks, _sb.TransactionId, _sb.Time, _sb.Time);
             _dirty = true;
             Trim();
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>Deletes a device; mapping blocks and data blocks still shared with others stay.</summary>
     public void DeleteDevice(ulong dev)
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             if (!DeviceExists(dev))
                 throw new KeyNotFoundException($"thin device {dev} does not exist");
@@ -224,7 +235,11 @@ public sealed class ThinMetadata : IDisposable
             _changedDetails.Remove(dev);
             _dirty = true;
             Trim();
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>Sets a device's details verbatim (restore from XML).</summary>
@@ -298,7 +313,9 @@ public sealed class ThinMetadata : IDisposable
     public ThinMapping? Lookup(ulong dev, ulong vblock)
     {
         Span<byte> v = stackalloc byte[8];
-        if (!_mappings.Lookup(MappingRoot(dev), vblock, v))
+        bool found = _mappings.Lookup(MappingRoot(dev), vblock, v);
+        Trim();
+        if (!found)
             return null;
         var bt = BlockTime.Unpack(BinaryPrimitives.ReadUInt64LittleEndian(v));
         return new ThinMapping(bt.DataBlock, bt.Time, GetDetails(dev).SnapshottedTime > bt.Time);
@@ -311,7 +328,8 @@ public sealed class ThinMetadata : IDisposable
     /// </summary>
     public void Insert(ulong dev, ulong vblock, ulong dataBlock, uint? time = null)
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             if (dataBlock >= _dsm.NrBlocks)
                 throw new ArgumentException($"data block {dataBlock} is beyond the end of the data device ({_dsm.NrBlocks} blocks)");
@@ -328,13 +346,18 @@ public sealed class ThinMetadata : IDisposable
             }
             _dirty = true;
             Trim();
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>Unmaps a virtual block (discard). Returns false if it was not mapped.</summary>
     public bool Remove(ulong dev, ulong vblock)
     {
-        return Change(() =>
+        RequireWritable();
+        try
         {
             ulong oldRoot = PrepareDeviceRoot(dev);
             ulong root = oldRoot;
@@ -348,7 +371,11 @@ public sealed class ThinMetadata : IDisposable
             _dirty = true;
             Trim();
             return removed;
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>Visits a device's mappings in virtual-block order (leaf by leaf).</summary>
@@ -426,7 +453,8 @@ public sealed class ThinMetadata : IDisposable
     /// <summary>release_metadata_snap: drops the snapshot's trees (what is unshared is freed) and its block.</summary>
     public void ReleaseMetadataSnapshot()
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             ulong held = _sb.HeldRoot;
             if (held == 0)
@@ -438,7 +466,11 @@ public sealed class ThinMetadata : IDisposable
             _sb.HeldRoot = 0;
             _dirty = true;
             Commit();
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     public ThinSuperblock ReadSnapshotSuperblock(ulong block)
@@ -457,7 +489,8 @@ public sealed class ThinMetadata : IDisposable
     /// </summary>
     public void Commit(Action? flushData = null)
     {
-        Change(() =>
+        RequireWritable();
+        try
         {
             flushData?.Invoke();
             WriteChangedDetails();
@@ -470,7 +503,11 @@ public sealed class ThinMetadata : IDisposable
             _tm.EndTransaction();
             _topPathShadowed.Clear();
             _dirty = false;
-        });
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
     }
 
     /// <summary>Throws away the uncommitted transaction and reloads the last committed state.</summary>
@@ -506,27 +543,18 @@ public sealed class ThinMetadata : IDisposable
     }
 
     /// <summary>
-    /// Runs a change. If it fails part way (metadata space exhausted inside a split, a corrupt block),
-    /// the in-memory transaction is no longer consistent: further changes and commits are refused
-    /// until <see cref="Abort"/> reloads the last committed state.
+    /// Exception filter of every change: if it failed part way (metadata space exhausted inside a
+    /// split, a corrupt block), the in-memory transaction is no longer consistent, so further changes
+    /// and commits are refused until <see cref="Abort"/> reloads the last committed state. Argument
+    /// and not-found errors are raised before anything changes and do not count. Returns false, so
+    /// the exception propagates untouched (and no closure is allocated on the hot path).
     /// </summary>
-    private T Change<T>(Func<T> body)
+    private bool Poison(Exception e)
     {
-        RequireWritable();
-        try
-        {
-            return body();
-        }
-        catch (Exception e) when (e is not (ArgumentException or KeyNotFoundException))
-        {
-            // Argument and not-found errors are raised before anything changes; the rest may leave
-            // a half-done change behind.
+        if (e is not (ArgumentException or KeyNotFoundException))
             _failure = e.Message;
-            throw;
-        }
+        return false;
     }
-
-    private void Change(Action body) => Change(() => { body(); return true; });
 
     /// <summary>Set when a change failed part way; cleared by <see cref="Abort"/>.</summary>
     public bool TransactionFailed => _failure is not null;
