@@ -11,6 +11,13 @@ namespace BackupAppliance.Cli.Commands;
 /// </summary>
 public static class DemoCommand
 {
+    // Each commit is a transaction the pool's owner names, as with dm-thin's set_transaction_id.
+    private static void Commit(ThinMetadata md)
+    {
+        md.SetTransactionId(md.TransactionId, md.TransactionId + 1);
+        md.Commit();
+    }
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var dir = new Option<string>("--dir") { Description = "Working folder (created)", DefaultValueFactory = _ => ".demo" };
@@ -26,7 +33,13 @@ public static class DemoCommand
             string meta = Path.Combine(d, "metadata");
             using (var f = new FileStream(meta, FileMode.Create))
                 f.SetLength(64L << 20);
-            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+            // Colours and live progress only on a terminal; plain text into logs and pipes.
+            var console = AnsiConsole.Create(new AnsiConsoleSettings
+            {
+                Out = new AnsiConsoleOutput(stderr),
+                Ansi = Console.IsErrorRedirected ? AnsiSupport.No : AnsiSupport.Detect,
+                Interactive = Console.IsErrorRedirected ? InteractionSupport.No : InteractionSupport.Detect,
+            });
 
             using var md = ThinMetadata.Create(meta, dataBlockSize: 128, nrDataBlocks: (ulong)n * 2);
             md.CreateThin(0);
@@ -41,9 +54,9 @@ public static class DemoCommand
                 }
                 task.Value = n;
             });
-            md.Commit();
+            Commit(md);
             md.CreateSnapshot(1, 0);
-            md.Commit();
+            Commit(md);
 
             // After the snapshot: overwrite 1% (breaking sharing), discard a few, write past the end.
             var rng = new Random(42);
@@ -53,7 +66,7 @@ public static class DemoCommand
             for (int i = 0; i < 5; i++)
                 md.Remove(0, (ulong)rng.Next(n));
             md.Insert(0, (ulong)n + 10, md.AllocateDataBlock());
-            md.Commit();
+            Commit(md);
 
             var table = new Table().AddColumns("device", "mapped blocks", "created (time)", "snapshotted (time)");
             foreach (ulong id in md.DeviceIds())
@@ -72,8 +85,14 @@ public static class DemoCommand
             sw.Stop();
             console.MarkupLine($"changed ranges between snapshot 1 and volume 0: [bold]{changes.Count}[/] " +
                 $"({changes.Sum(c => (long)c.Length)} blocks), found in {sw.Elapsed.TotalMilliseconds:F1} ms without reading shared subtrees");
-            console.MarkupLine("the delta a backup would send (thin_delta format, changes only):");
-            DeltaXml.Write(reader, 1, 0, verbose: false, changesOnly: true, stdout);
+            string deltaPath = Path.Combine(d, "delta.changes-only.xml");
+            using (var w = new StreamWriter(deltaPath) { NewLine = "\n" })
+                DeltaXml.Write(reader, 1, 0, verbose: false, changesOnly: true, w);
+            var lines = File.ReadAllLines(deltaPath);
+            console.MarkupLine($"the delta a backup would send (thin_delta format, changes only) is in [bold]{Markup.Escape(deltaPath)}[/]; its first lines:");
+            foreach (var line in lines.Take(8))
+                stdout.WriteLine(line);
+            stdout.WriteLine($"    ... {lines.Length - 8} more lines");
             stdout.Flush();
             return 0;
         }));
