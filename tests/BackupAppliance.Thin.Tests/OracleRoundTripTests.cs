@@ -178,3 +178,28 @@ public class OracleRoundTripTests
         return path;
     }
 }
+
+public class CliArgumentTests
+{
+    [Theory]
+    [InlineData("--snap1 x --snap2 1", "--snap1 expects left device id")]
+    [InlineData("--snap1 1 --snap2 -4", "--snap2 expects right device id")]
+    [InlineData("-mx --snap1 1 --snap2 1", "-m/--metadata-snap expects a metadata snapshot block")]
+    public void BadNumbersAreNamed(string args, string message)
+    {
+        var r = Tool.Bapp(["thin", "delta", .. args.Split(' '), "/nonexistent"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(message, r.Stderr);
+        Assert.DoesNotContain("System.", r.Stderr);
+    }
+
+    [Fact]
+    public void MissingFileIsAnErrorOnStderrWithNothingOnStdout()
+    {
+        var r = Tool.Bapp("thin", "dump", "/nonexistent/meta");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal("", r.Stdout);
+        Assert.StartsWith("error: ", r.Stderr);
+        Assert.Contains("/nonexistent/meta", r.Stderr);
+    }
+}

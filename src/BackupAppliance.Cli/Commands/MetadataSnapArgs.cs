@@ -16,11 +16,12 @@ public static class MetadataSnapArgs
         Description = "Use the metadata snapshot (held root) instead of the live metadata",
     };
 
-    public static Option<ulong?> CreateBlock() => new(BlockOptionName)
+    public static Option<ulong?> CreateBlock()
     {
-        Description = "Block of the metadata snapshot (must match the superblock's held root)",
-        Hidden = true,
-    };
+        var o = NumberArgs.UnsignedOptionShownAs(BlockOptionName, "-m/--metadata-snap", "A metadata snapshot block (it must match the superblock's held root)");
+        o.Hidden = true;
+        return o;
+    }
 
     public static string[] Normalize(string[] args)
     {

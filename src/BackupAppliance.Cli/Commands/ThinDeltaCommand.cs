@@ -10,8 +10,8 @@ public static class ThinDeltaCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var file = new Argument<string>("file") { Description = "Metadata file (or device)" };
-        var snap1 = new Option<ulong?>("--snap1", "--thin1") { Description = "Left device id" };
-        var snap2 = new Option<ulong?>("--snap2", "--thin2") { Description = "Right device id" };
+        var snap1 = NumberArgs.UnsignedOption("--snap1", "Left device id", "--thin1");
+        var snap2 = NumberArgs.UnsignedOption("--snap2", "Right device id", "--thin2");
         var verbose = new Option<bool>("--verbose") { Description = "Group ranges and show data blocks" };
         var changesOnly = new Option<bool>("--changes-only")
         {

@@ -12,7 +12,7 @@ public static class ThinDumpCommand
         var file = new Argument<string>("file") { Description = "Metadata file (or device)" };
         var format = new Option<string>("--format", "-f") { Description = "xml or human_readable", DefaultValueFactory = _ => "xml" };
         var output = new Option<string?>("--output", "-o") { Description = "Write to this file instead of stdout" };
-        var devId = new Option<ulong?>("--dev-id") { Description = "Dump only this device" };
+        var devId = NumberArgs.UnsignedOption("--dev-id", "Device id to dump alone");
         var snap = MetadataSnapArgs.CreateFlag();
         var snapBlock = MetadataSnapArgs.CreateBlock();
         var cmd = new Command("dump", "Print thin metadata as XML (like thin_dump)") { file, format, output, devId, snap, snapBlock };
