@@ -223,6 +223,48 @@ public sealed class BTree
         }
     }
 
+    /// <summary>
+    /// Calls <paramref name="entry"/> for each key in [<paramref name="from"/>, <paramref name="to"/>)
+    /// in order, reading only the subtrees that can hold such keys. Returning false stops the walk.
+    /// </summary>
+    public void VisitRange(ulong root, ulong from, ulong to, Func<ulong, ReadOnlySpan<byte>, bool> entry)
+    {
+        if (from < to)
+            VisitRange(root, from, to, entry, depth: 0);
+    }
+
+    private bool VisitRange(ulong location, ulong from, ulong to, Func<ulong, ReadOnlySpan<byte>, bool> entry, int depth)
+    {
+        if (depth >= 64)
+            throw new CorruptMetadataException(location, "btree deeper than 64 levels (a cycle?)");
+        var n = ReadNode(location);
+        int nr = n.NrEntries;
+        if (n.IsLeaf)
+        {
+            for (int i = Math.Max(0, n.LowerBound(from)); i < nr; i++)
+            {
+                ulong k = n.Key(i);
+                if (k >= to)
+                    return false;
+                if (k >= from && !entry(k, n.Value(i)))
+                    return false;
+            }
+            return true;
+        }
+        // Child i holds keys in [key(i), key(i+1)); start at the child that may hold 'from'.
+        Span<ulong> keys = stackalloc ulong[nr];
+        Span<ulong> children = stackalloc ulong[nr];
+        for (int i = 0; i < nr; i++)
+        {
+            keys[i] = n.Key(i);
+            children[i] = n.Value64(i);
+        }
+        for (int i = Math.Max(0, n.LowerBound(from)); i < nr && keys[i] < to; i++)
+            if (!VisitRange(children[i], from, to, entry, depth + 1))
+                return false;
+        return true;
+    }
+
     /// <summary>All (key, u64 value) pairs in order; for trees with 8-byte values.</summary>
     public IEnumerable<KeyValuePair<ulong, ulong>> Entries64(ulong root)
     {

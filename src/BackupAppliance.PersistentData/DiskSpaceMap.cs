@@ -45,7 +45,7 @@ public sealed class DiskSpaceMap : SpaceMap
         if (seen != entries.Length)
             throw new CorruptMetadataException(root.BitmapRoot, $"data space map index has {seen} entries, expected {entries.Length}");
         sm._indexRoot = root.BitmapRoot;
-        sm.LoadCommitted(entries, root.RefCountRoot, root.NrAllocated);
+        sm.LoadCommitted(entries, root.RefCountRoot);
         return sm;
     }
 

@@ -47,7 +47,7 @@ public sealed class MetadataSpaceMap : SpaceMap
         for (int i = 0; i < entries.Length; i++)
             entries[i] = IndexEntry.Read(index.Data.AsSpan(16 + IndexEntry.Size * i));
         sm._indexBlock = root.BitmapRoot;
-        sm.LoadCommitted(entries, root.RefCountRoot, root.NrAllocated);
+        sm.LoadCommitted(entries, root.RefCountRoot);
         return sm;
     }
 

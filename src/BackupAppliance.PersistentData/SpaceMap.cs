@@ -58,7 +58,7 @@ public abstract class SpaceMap
         (int)Math.Min(EntriesPerBitmap, NrBlocks - (ulong)bitmap * EntriesPerBitmap);
 
     /// <summary>Loads the committed state: index entries, overflow root; counts free entries exactly.</summary>
-    protected void LoadCommitted(IndexEntry[] entries, ulong refRoot, ulong nrAllocatedHint)
+    protected void LoadCommitted(IndexEntry[] entries, ulong refRoot)
     {
         if (entries.Length != _current.Length)
             throw new CorruptMetadataException(0, $"{Name} space map has {entries.Length} bitmaps, expected {_current.Length} for {NrBlocks} blocks");
@@ -74,8 +74,8 @@ public abstract class SpaceMap
             _committedFree[i] = _currentFree[i] = SpaceMapBitmap.CountFree(bm.Data, EntriesIn(i));
             free += (ulong)_committedFree[i];
         }
+        // Counted, not taken from the root: thin_restore writes nr_allocated one too high.
         _nrAllocated = NrBlocks - free;
-        _ = nrAllocatedHint;
     }
 
     public uint Count(ulong b) => _counts.TryGetValue(b, out uint c) ? c : CommittedCount(b);
