@@ -340,10 +340,7 @@ public sealed class ThinMetadata : IDisposable
             bool added = _mappings.Insert(ref root, vblock, v);
             PatchTop(dev, oldRoot, root);
             if (added)
-            {
-                var d = GetDetails(dev);
-                _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks + 1 };
-            }
+                AdjustMappedBlocks(dev, +1);
             _dirty = true;
             Trim();
         }
@@ -364,10 +361,7 @@ public sealed class ThinMetadata : IDisposable
             bool removed = _mappings.Remove(ref root, vblock);
             PatchTop(dev, oldRoot, root);
             if (removed)
-            {
-                var d = GetDetails(dev);
-                _changedDetails[dev] = d with { MappedBlocks = d.MappedBlocks - 1 };
-            }
+                AdjustMappedBlocks(dev, -1);
             _dirty = true;
             Trim();
             return removed;
@@ -376,6 +370,12 @@ public sealed class ThinMetadata : IDisposable
         {
             throw; // not reached: Poison only records the failure
         }
+    }
+
+    private void AdjustMappedBlocks(ulong dev, int delta)
+    {
+        var d = GetDetails(dev);
+        _changedDetails[dev] = d with { MappedBlocks = (ulong)((long)d.MappedBlocks + delta) };
     }
 
     /// <summary>Visits a device's mappings in virtual-block order (leaf by leaf).</summary>
