@@ -1,0 +1,40 @@
+namespace BackupAppliance.Core;
+
+/// <summary>
+/// A virtual disk: what thin volumes, snapshots, clones, NBD filters and the replication reader all
+/// speak. Offsets and lengths are in bytes; callers validate ranges against <see cref="Size"/> at
+/// their boundary, implementations assert them. Failures a client should see (no space, read-only,
+/// bad range, I/O error) are <see cref="VolumeException"/>s.
+/// </summary>
+public interface IBlockVolume
+{
+    string Name { get; }
+
+    /// <summary>Size in bytes.</summary>
+    long Size { get; }
+
+    /// <summary>Allocation unit in bytes (the pool's data block size); I/O of any alignment is accepted.</summary>
+    int BlockSize { get; }
+
+    bool IsReadOnly { get; }
+
+    ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>Writes; with <paramref name="fua"/> the data is durable when the call returns.</summary>
+    ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken);
+
+    /// <summary>Unmaps whole blocks inside the range (partial blocks at the edges are left alone); they read as zeroes.</summary>
+    ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken);
+
+    /// <summary>Makes the range read as zeroes; whole blocks may be unmapped unless <paramref name="noHole"/>.</summary>
+    ValueTask WriteZeroesAsync(long offset, long length, bool noHole, bool fua, CancellationToken cancellationToken);
+
+    /// <summary>Makes every completed write durable.</summary>
+    ValueTask FlushAsync(CancellationToken cancellationToken);
+
+    /// <summary>Allocation of the range, as consecutive extents covering it from <paramref name="offset"/>.</summary>
+    ValueTask<IReadOnlyList<VolumeExtent>> GetAllocationAsync(long offset, long length, CancellationToken cancellationToken);
+}
+
+/// <summary>A run of bytes that is either mapped (holds data) or a hole that reads as zeroes.</summary>
+public readonly record struct VolumeExtent(long Offset, long Length, bool IsHole);
