@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BackupAppliance.Cli.Commands;
+using BackupAppliance.Cli.Commands.Pool;
 
 namespace BackupAppliance.Cli;
 
@@ -18,6 +19,20 @@ public static class BappApp
         thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
         root.Subcommands.Add(thin);
+        var pool = new Command("pool", "Thin pools in a folder: create, status, resize, check");
+        pool.Subcommands.Add(PoolCreateCommand.Create(stdout, stderr));
+        pool.Subcommands.Add(PoolStatusCommand.Create(stdout, stderr));
+        pool.Subcommands.Add(PoolResizeCommand.Create(stdout, stderr));
+        pool.Subcommands.Add(PoolCheckCommand.Create(stdout, stderr));
+        root.Subcommands.Add(pool);
+        var vol = new Command("vol", "Volumes of a pool: create, snapshot, list, delete, import, export");
+        vol.Subcommands.Add(VolCreateCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolSnapshotCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolListCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolDeleteCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolImportCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolExportCommand.Create(stdout, stderr));
+        root.Subcommands.Add(vol);
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
         return root;
     }

@@ -378,6 +378,52 @@ public sealed class ThinMetadata : IDisposable
         _changedDetails[dev] = d with { MappedBlocks = (ulong)((long)d.MappedBlocks + delta) };
     }
 
+    /// <summary>Mappings of <paramref name="dev"/> with virtual blocks in [from, to), in order; false from the callback stops.</summary>
+    public void VisitMappingRange(ulong dev, ulong from, ulong to, Func<ulong, BlockTime, bool> mapping)
+    {
+        _mappings.VisitRange(MappingRoot(dev), from, to, (k, v) => mapping(k, BlockTime.Unpack(BinaryPrimitives.ReadUInt64LittleEndian(v))));
+        Trim();
+    }
+
+    /// <summary>Grows the data device to <paramref name="nrBlocks"/> (the caller grows the data file first); commits.</summary>
+    public void ResizeData(ulong nrBlocks)
+    {
+        RequireWritable();
+        if (nrBlocks < _dsm.NrBlocks)
+            throw new ArgumentException($"the data device cannot shrink ({_dsm.NrBlocks} blocks now, {nrBlocks} asked)");
+        try
+        {
+            _dsm.Extend(nrBlocks);
+            _dirty = true;
+            Commit();
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
+    }
+
+    /// <summary>Grows the metadata file and its space map to <paramref name="nrBlocks"/> 4 KiB blocks; commits.</summary>
+    public void ResizeMetadata(ulong nrBlocks)
+    {
+        RequireWritable();
+        nrBlocks = Math.Min(nrBlocks, MetadataSpaceMap.MaxBlocks);
+        if (nrBlocks < _msm.NrBlocks)
+            throw new ArgumentException($"the metadata device cannot shrink ({_msm.NrBlocks} blocks now, {nrBlocks} asked)");
+        try
+        {
+            if (_bm.NrBlocks < nrBlocks)
+                _bm.SetNrBlocks(nrBlocks);
+            _msm.Extend(nrBlocks);
+            _dirty = true;
+            Commit();
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
+    }
+
     /// <summary>Visits a device's mappings in virtual-block order (leaf by leaf).</summary>
     public void VisitMappings(ulong dev, Action<BTreeNode> leaf) => _mappings.VisitLeaves(MappingRoot(dev), leaf);
 

@@ -1,0 +1,62 @@
+using BackupAppliance.Core;
+
+namespace BackupAppliance.Thin.Pool;
+
+/// <summary>A thin volume (or read-only snapshot) of a <see cref="ThinPool"/> as an <see cref="IBlockVolume"/>.</summary>
+public sealed class ThinVolume : IBlockVolume
+{
+    private readonly ThinPool _pool;
+    private readonly VolumeEntry _entry;
+
+    internal ThinVolume(ThinPool pool, VolumeEntry entry)
+    {
+        _pool = pool;
+        _entry = entry;
+    }
+
+    public string Name => _entry.Name;
+    public long Size => _entry.Size;
+    public int BlockSize => _pool.DataBlockSize;
+    public bool IsReadOnly => _entry.ReadOnly;
+    public VolumeEntry Entry => _entry;
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, buffer.Length);
+        return _pool.ReadAsync(_entry, offset, buffer, cancellationToken);
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, data.Length);
+        return _pool.WriteAsync(_entry, offset, data, fua, cancellationToken);
+    }
+
+    public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, length);
+        return _pool.DiscardAsync(_entry, offset, length, fua, cancellationToken);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, bool noHole, bool fua, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, length);
+        if (IsReadOnly)
+            throw new VolumeException(VolumeError.ReadOnly, $"volume {Name} is a read-only snapshot");
+        return _pool.WriteZeroesAsync(_entry, offset, length, noHole, fua, cancellationToken);
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken) => _pool.FlushAsync(cancellationToken);
+
+    public ValueTask<IReadOnlyList<VolumeExtent>> GetAllocationAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, length);
+        return _pool.GetAllocationAsync(_entry, offset, length, cancellationToken);
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
+            throw new VolumeException(VolumeError.InvalidArgument, $"range {offset}+{length} is outside volume {Name} ({Size} bytes)");
+    }
+}
