@@ -66,8 +66,8 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             throw new ArgumentException($"{dir} already holds a pool");
         ulong nrData = (ulong)(dataSize / bs);
         long meta = metadataSize ?? DefaultMetadataSize(nrData);
-        if (meta < 1 << 20)
-            throw new ArgumentException($"metadata size {meta} bytes is too small (at least 1 MiB)");
+        if (meta < 128 << 10)
+            throw new ArgumentException($"metadata size {meta} bytes is too small (at least 128 KiB)");
         using (var f = new FileStream(Path.Combine(dir, DataFile), FileMode.CreateNew))
             f.SetLength((long)nrData * bs);
         using (var f = new FileStream(Path.Combine(dir, MetadataFile), FileMode.CreateNew))
@@ -144,7 +144,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             if (_catalogue.Find(name) is not null)
                 throw new ArgumentException($"a volume named '{name}' already exists");
             ulong id = NextDeviceId();
-            _md.CreateThin(id);
+            Guard(() => _md.CreateThin(id));
             CommitLocked();
             var entry = new VolumeEntry { Name = name, DeviceId = id, Size = size, Origin = origin, Created = _time.GetUtcNow() };
             _catalogue.Volumes.Add(entry);
@@ -165,7 +165,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             if (_catalogue.Find(snapshotName) is not null)
                 throw new ArgumentException($"a volume named '{snapshotName}' already exists");
             ulong id = NextDeviceId();
-            _md.CreateSnapshot(id, origin.DeviceId);
+            Guard(() => _md.CreateSnapshot(id, origin.DeviceId));
             CommitLocked();
             var entry = new VolumeEntry
             {

@@ -1,0 +1,51 @@
+using System.Net;
+
+namespace BackupAppliance.Nbd;
+
+/// <summary>
+/// How an <see cref="NbdServer"/> listens and what it accepts. Set <see cref="TcpEndPoint"/>,
+/// <see cref="UnixSocketPath"/> or both; a TCP port of 0 binds an ephemeral port
+/// (read it back from <see cref="NbdServer.TcpEndPoint"/>).
+/// </summary>
+public sealed record NbdServerOptions
+{
+    /// <summary>The IANA-registered NBD port.</summary>
+    public const int DefaultPort = 10809;
+
+    /// <summary>Default and upper bound of the advertised maximum payload (2^25, the size every client accepts).</summary>
+    public const int DefaultMaxRequestSize = 32 * 1024 * 1024;
+
+    /// <summary>TCP endpoint to listen on; <c>null</c> for no TCP listener.</summary>
+    public IPEndPoint? TcpEndPoint { get; init; } = new(IPAddress.Loopback, DefaultPort);
+
+    /// <summary>Unix-domain socket path to listen on; <c>null</c> for none.</summary>
+    public string? UnixSocketPath { get; init; }
+
+    /// <summary>
+    /// Largest READ or WRITE payload accepted (and advertised as the maximum payload); a longer
+    /// request is a protocol violation and closes the connection. From 4 KiB to 32 MiB.
+    /// </summary>
+    public int MaxRequestSize { get; init; } = DefaultMaxRequestSize;
+
+    /// <summary>Requests a connection may have in flight before the server stops reading from it.</summary>
+    public int MaxInFlightPerConnection { get; init; } = 16;
+
+    /// <summary>Clock for retry pauses in the accept loop.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>
+    /// Called when a connection ends with an unexpected error (a bug, or a volume failing outside
+    /// its contract); client disconnects and protocol violations are not reported. Must not throw.
+    /// </summary>
+    public Action<Exception>? ConnectionError { get; init; }
+
+    internal void Validate()
+    {
+        if (TcpEndPoint is null && string.IsNullOrEmpty(UnixSocketPath))
+            throw new ArgumentException("NBD server needs a TCP endpoint or a Unix socket path");
+        if (MaxRequestSize is < 4096 or > DefaultMaxRequestSize)
+            throw new ArgumentOutOfRangeException(nameof(MaxRequestSize), MaxRequestSize, "expected 4096..33554432 bytes");
+        if (MaxInFlightPerConnection is < 1 or > 1024)
+            throw new ArgumentOutOfRangeException(nameof(MaxInFlightPerConnection), MaxInFlightPerConnection, "expected 1..1024");
+    }
+}
