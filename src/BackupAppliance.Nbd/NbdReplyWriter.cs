@@ -1,0 +1,151 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace BackupAppliance.Nbd;
+
+/// <summary>
+/// Encodes transmission replies, simple or structured as negotiated, and sends each whole reply
+/// in one write under a lock: requests complete concurrently and out of order, but their replies
+/// never interleave on the wire. Buffers that carry data are the caller's, with room left in front
+/// for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>).
+/// </summary>
+internal sealed class NbdReplyWriter
+{
+    private const int MaxMessageChars = 200;
+
+    private readonly Stream _stream;
+    private readonly bool _structured;
+    // Never disposed: a request finishing late after an abort may still reach for it.
+    private readonly SemaphoreSlim _lock = new(1, 1);
+
+    public NbdReplyWriter(Stream stream, bool structured)
+    {
+        _stream = stream;
+        _structured = structured;
+    }
+
+    /// <summary>Where read data goes in its buffer: after a simple reply header, or a chunk header and its offset.</summary>
+    public int ReadDataOffset => _structured
+        ? NbdConstants.StructuredReplyHeaderLength + 8
+        : NbdConstants.SimpleReplyHeaderLength;
+
+    /// <summary>Where block status descriptors go in their buffer: after the chunk header and the context id.</summary>
+    public const int StatusDataOffset = NbdConstants.StructuredReplyHeaderLength + 4;
+
+    /// <summary>Success without data: a simple reply, or a final NBD_REPLY_TYPE_NONE chunk.</summary>
+    public async ValueTask SendSuccessAsync(ulong cookie, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.StructuredReplyHeaderLength);
+        try
+        {
+            int length = _structured
+                ? WriteChunkHeader(buffer, NbdConstants.ReplyTypeNone, cookie, 0)
+                : WriteSimpleHeader(buffer, 0, cookie);
+            await SendAsync(buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Failure: a simple reply with the error, or a final NBD_REPLY_TYPE_ERROR chunk with a message.</summary>
+    public async ValueTask SendErrorAsync(ulong cookie, uint error, string message, CancellationToken cancellationToken)
+    {
+        if (!_structured)
+        {
+            byte[] simple = ArrayPool<byte>.Shared.Rent(NbdConstants.SimpleReplyHeaderLength);
+            try
+            {
+                int length = WriteSimpleHeader(simple, error, cookie);
+                await SendAsync(simple.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(simple);
+            }
+            return;
+        }
+
+        if (message.Length > MaxMessageChars)
+            message = message[..MaxMessageChars];
+        int messageLength = Encoding.UTF8.GetByteCount(message);
+        int payloadLength = 6 + messageLength;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.StructuredReplyHeaderLength + payloadLength);
+        try
+        {
+            int header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeError, cookie, payloadLength);
+            BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(header), error);
+            BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(header + 4), (ushort)messageLength);
+            Encoding.UTF8.GetBytes(message, buffer.AsSpan(header + 6));
+            await SendAsync(buffer.AsMemory(0, header + payloadLength), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Read data already placed at <see cref="ReadDataOffset"/>: a simple reply followed by the data,
+    /// or one final NBD_REPLY_TYPE_OFFSET_DATA chunk (the data was read in full before sending, so no
+    /// error can follow it).
+    /// </summary>
+    public ValueTask SendReadAsync(ulong cookie, ulong offset, byte[] buffer, int dataLength, CancellationToken cancellationToken)
+    {
+        int header;
+        if (_structured)
+        {
+            header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeOffsetData, cookie, 8 + dataLength);
+            BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(header), offset);
+            header += 8;
+        }
+        else
+        {
+            header = WriteSimpleHeader(buffer, 0, cookie);
+        }
+        return SendAsync(buffer.AsMemory(0, header + dataLength), cancellationToken);
+    }
+
+    /// <summary>One final NBD_REPLY_TYPE_BLOCK_STATUS chunk; descriptors already placed at <see cref="StatusDataOffset"/>.</summary>
+    public ValueTask SendBlockStatusAsync(ulong cookie, uint contextId, byte[] buffer, int descriptorCount, CancellationToken cancellationToken)
+    {
+        int payloadLength = 4 + 8 * descriptorCount;
+        int header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeBlockStatus, cookie, payloadLength);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(header), contextId);
+        return SendAsync(buffer.AsMemory(0, header + payloadLength), cancellationToken);
+    }
+
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private static int WriteSimpleHeader(Span<byte> buffer, uint error, ulong cookie)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(buffer, NbdConstants.SimpleReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[4..], error);
+        BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], cookie);
+        return NbdConstants.SimpleReplyHeaderLength;
+    }
+
+    /// <summary>Every chunk we send is the only, hence final, chunk of its reply.</summary>
+    private static int WriteChunkHeader(Span<byte> buffer, ushort type, ulong cookie, int payloadLength)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(buffer, NbdConstants.StructuredReplyMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(buffer[4..], NbdConstants.ReplyFlagDone);
+        BinaryPrimitives.WriteUInt16BigEndian(buffer[6..], type);
+        BinaryPrimitives.WriteUInt64BigEndian(buffer[8..], cookie);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer[16..], (uint)payloadLength);
+        return NbdConstants.StructuredReplyHeaderLength;
+    }
+}

@@ -1,0 +1,295 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using BackupAppliance.Core;
+
+namespace BackupAppliance.Nbd;
+
+/// <summary>
+/// The transmission phase of one connection (nbdkit's protocol.c and protocol-receive.c): a loop
+/// reads request headers (and WRITE payloads), judges each with <see cref="NbdRequestValidator"/>,
+/// and hands it to the thread pool; up to <see cref="NbdServerOptions.MaxInFlightPerConnection"/>
+/// requests run at once and answer in whatever order they finish, through <see cref="NbdReplyWriter"/>.
+/// The loop ends on NBD_CMD_DISC, end of stream, a protocol violation, a failed reply or a stop;
+/// requests in flight are always finished before it returns.
+/// </summary>
+internal sealed class NbdTransmission
+{
+    /// <summary>Most bytes one BLOCK_STATUS looks at; the client asks again from where the reply stops.</summary>
+    internal const long MaxStatusQueryLength = 1L << 30;
+
+    /// <summary>Most descriptors in one BLOCK_STATUS chunk (the protocol's recommended ceiling).</summary>
+    internal const int MaxStatusDescriptors = 1 << 20;
+
+    private readonly NbdStreamReader _reader;
+    private readonly NbdSession _session;
+    private readonly NbdServerOptions _options;
+    private readonly NbdReplyWriter _replies;
+    private readonly SemaphoreSlim _slots;
+
+    /// <summary>Cancelled when a reply cannot be sent: the peer is gone, stop reading.</summary>
+    private readonly CancellationTokenSource _broken = new();
+
+    public NbdTransmission(Stream stream, NbdStreamReader reader, NbdSession session, NbdServerOptions options)
+    {
+        _reader = reader;
+        _session = session;
+        _options = options;
+        _replies = new NbdReplyWriter(stream, session.StructuredReplies);
+        _slots = new SemaphoreSlim(options.MaxInFlightPerConnection, options.MaxInFlightPerConnection);
+    }
+
+    /// <summary>
+    /// Serves requests until the connection ends. <paramref name="stopReading"/> stops taking new
+    /// requests (server shutdown); <paramref name="abort"/> also cancels those in flight.
+    /// </summary>
+    public async Task RunAsync(CancellationToken stopReading, CancellationToken abort)
+    {
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(stopReading, _broken.Token);
+        var header = new byte[NbdConstants.RequestHeaderLength];
+        try
+        {
+            while (await ReceiveOneAsync(header, abort, reading.Token).ConfigureAwait(false))
+            {
+            }
+        }
+        finally
+        {
+            // Everything in flight is answered (or abandoned on abort) before the connection closes.
+            for (int i = 0; i < _options.MaxInFlightPerConnection; i++)
+                await _slots.WaitAsync(abort).ConfigureAwait(false);
+            _broken.Dispose();
+        }
+    }
+
+    /// <summary>Reads and dispatches one request; false when the loop should end.</summary>
+    private async ValueTask<bool> ReceiveOneAsync(byte[] header, CancellationToken abort, CancellationToken reading)
+    {
+        await _slots.WaitAsync(reading).ConfigureAwait(false);
+        byte[]? payload = null;
+        bool dispatched = false;
+        try
+        {
+            await _reader.ReadExactlyAsync(header, reading).ConfigureAwait(false);
+            var request = NbdRequest.Parse(header);
+            var check = NbdRequestValidator.Check(request, _session, _options.MaxRequestSize);
+            if (check.Action is NbdRequestAction.Close or NbdRequestAction.Disconnect)
+                return false;
+
+            if (request.Type == NbdConstants.CmdWrite)
+            {
+                // A refused write's payload is read and dropped so the next header is where it should be.
+                if (check.Action == NbdRequestAction.Refuse)
+                {
+                    await _reader.SkipAsync(request.Length, reading).ConfigureAwait(false);
+                }
+                else
+                {
+                    payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                    await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), reading).ConfigureAwait(false);
+                }
+            }
+
+            var owned = payload;
+            _ = Task.Run(() => ExecuteAsync(request, check, owned, abort), CancellationToken.None);
+            dispatched = true;
+            return true;
+        }
+        finally
+        {
+            if (!dispatched)
+            {
+                if (payload is not null)
+                    ArrayPool<byte>.Shared.Return(payload);
+                _slots.Release();
+            }
+        }
+    }
+
+    /// <summary>Runs one request and sends its reply; never throws.</summary>
+    private async Task ExecuteAsync(NbdRequest request, NbdRequestCheck check, byte[]? payload, CancellationToken abort)
+    {
+        try
+        {
+            if (check.Action == NbdRequestAction.Refuse)
+            {
+                await _replies.SendErrorAsync(request.Cookie, check.Error, check.Reason ?? "invalid request", abort).ConfigureAwait(false);
+                return;
+            }
+            switch (request.Type)
+            {
+                case NbdConstants.CmdRead:
+                    await ReadAsync(request, abort).ConfigureAwait(false);
+                    break;
+                case NbdConstants.CmdBlockStatus:
+                    await BlockStatusAsync(request, abort).ConfigureAwait(false);
+                    break;
+                default:
+                    await StatusCommandAsync(request, payload, abort).ConfigureAwait(false);
+                    break;
+            }
+        }
+        catch (Exception e)
+        {
+            // Only sending can get here: the peer is gone or the server is aborting. Stop reading.
+            if (e is not (IOException or ObjectDisposedException or OperationCanceledException))
+                _options.ConnectionError?.Invoke(e);
+            TryCancel(_broken);
+        }
+        finally
+        {
+            if (payload is not null)
+                ArrayPool<byte>.Shared.Return(payload);
+            _slots.Release();
+        }
+    }
+
+    /// <summary>WRITE, FLUSH, TRIM, WRITE_ZEROES: run the volume call, answer with its status.</summary>
+    private async ValueTask StatusCommandAsync(NbdRequest request, byte[]? payload, CancellationToken cancellationToken)
+    {
+        (uint Error, string Message)? failure = null;
+        try
+        {
+            // Inside the try: a volume may throw before it returns a task.
+            await CallVolumeAsync(request, payload, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            failure = Fail(e);
+        }
+        if (failure is { } f)
+            await _replies.SendErrorAsync(request.Cookie, f.Error, f.Message, cancellationToken).ConfigureAwait(false);
+        else
+            await _replies.SendSuccessAsync(request.Cookie, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask CallVolumeAsync(NbdRequest request, byte[]? payload, CancellationToken cancellationToken)
+    {
+        var volume = _session.Volume;
+        long offset = (long)request.Offset;
+        return request.Type switch
+        {
+            NbdConstants.CmdWrite => volume.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), request.Fua, cancellationToken),
+            NbdConstants.CmdFlush => volume.FlushAsync(cancellationToken),
+            NbdConstants.CmdTrim => volume.DiscardAsync(offset, request.Length, request.Fua, cancellationToken),
+            NbdConstants.CmdWriteZeroes => volume.WriteZeroesAsync(offset, request.Length, request.HasFlag(NbdConstants.CmdFlagNoHole), request.Fua, cancellationToken),
+            _ => throw new InvalidOperationException($"command {request.Type} passed validation but has no handler"),
+        };
+    }
+
+    private async ValueTask ReadAsync(NbdRequest request, CancellationToken cancellationToken)
+    {
+        int length = (int)request.Length;
+        int dataOffset = _replies.ReadDataOffset;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(dataOffset + length);
+        try
+        {
+            (uint Error, string Message)? failure = null;
+            try
+            {
+                await _session.Volume.ReadAsync((long)request.Offset, buffer.AsMemory(dataOffset, length), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                failure = Fail(e);
+            }
+            if (failure is { } f)
+                await _replies.SendErrorAsync(request.Cookie, f.Error, f.Message, cancellationToken).ConfigureAwait(false);
+            else
+                await _replies.SendReadAsync(request.Cookie, request.Offset, buffer, length, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>base:allocation: holes are NBD_STATE_HOLE|NBD_STATE_ZERO, mapped data is 0.</summary>
+    private async ValueTask BlockStatusAsync(NbdRequest request, CancellationToken cancellationToken)
+    {
+        long offset = (long)request.Offset;
+        long length = Math.Min(request.Length, MaxStatusQueryLength);
+        IReadOnlyList<VolumeExtent> extents;
+        try
+        {
+            extents = await _session.Volume.GetAllocationAsync(offset, length, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            var (error, message) = Fail(e);
+            await _replies.SendErrorAsync(request.Cookie, error, message, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        bool one = request.HasFlag(NbdConstants.CmdFlagReqOne);
+        int capacity = one ? 1 : Math.Clamp(extents.Count, 1, MaxStatusDescriptors);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(NbdReplyWriter.StatusDataOffset + 8 * capacity);
+        try
+        {
+            int count = EncodeDescriptors(extents, offset, length, one, buffer.AsSpan(NbdReplyWriter.StatusDataOffset, 8 * capacity));
+            await _replies.SendBlockStatusAsync(request.Cookie, NbdConstants.BaseAllocationContextId, buffer, count, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Descriptors for the extents that continue consecutively from <paramref name="offset"/>,
+    /// clipped to the query and merged where the status repeats. If the volume offers nothing
+    /// usable, one descriptor of status 0 ("allocated, contents unknown") is always safe.
+    /// </summary>
+    internal static int EncodeDescriptors(IReadOnlyList<VolumeExtent> extents, long offset, long length, bool one, Span<byte> destination)
+    {
+        int max = destination.Length / 8, count = 0;
+        long cursor = offset, end = offset + length;
+        uint lastStatus = 0;
+        foreach (var extent in extents)
+        {
+            if (extent.Offset != cursor || extent.Length <= 0 || cursor >= end)
+                break;
+            long run = Math.Min(extent.Length, end - cursor);
+            uint status = extent.IsHole ? NbdConstants.StateHole | NbdConstants.StateZero : 0;
+            if (count > 0 && status == lastStatus)
+            {
+                var previous = destination.Slice(8 * (count - 1), 4);
+                BinaryPrimitives.WriteUInt32BigEndian(previous, (uint)(BinaryPrimitives.ReadUInt32BigEndian(previous) + run));
+            }
+            else
+            {
+                if (count == max)
+                    break;
+                BinaryPrimitives.WriteUInt32BigEndian(destination[(8 * count)..], (uint)run);
+                BinaryPrimitives.WriteUInt32BigEndian(destination[(8 * count + 4)..], status);
+                lastStatus = status;
+                count++;
+            }
+            cursor += run;
+        }
+        if (count == 0)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(destination, (uint)length);
+            BinaryPrimitives.WriteUInt32BigEndian(destination[4..], 0);
+            count = 1;
+        }
+        return count;
+    }
+
+    private (uint Error, string Message) Fail(Exception e)
+    {
+        if (NbdErrorMapping.IsUnexpected(e))
+            _options.ConnectionError?.Invoke(e);
+        return NbdErrorMapping.FromException(e);
+    }
+
+    private static void TryCancel(CancellationTokenSource cts)
+    {
+        try
+        {
+            cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+}
