@@ -7,8 +7,8 @@ namespace BackupAppliance.Nbd;
 /// <summary>
 /// Encodes transmission replies, simple or structured as negotiated, and sends each whole reply
 /// in one write under a lock: requests complete concurrently and out of order, but their replies
-/// never interleave on the wire. Buffers that carry data are the caller's, with room left in front
-/// for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>).
+/// never interleave on the wire. Buffers that carry data are the caller's, usually with room left
+/// in front for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>).
 /// </summary>
 internal sealed class NbdReplyWriter
 {
@@ -88,24 +88,44 @@ internal sealed class NbdReplyWriter
     }
 
     /// <summary>
-    /// Read data already placed at <see cref="ReadDataOffset"/>: a simple reply followed by the data,
-    /// or one final NBD_REPLY_TYPE_OFFSET_DATA chunk (the data was read in full before sending, so no
-    /// error can follow it).
+    /// Read data as a simple reply followed by the data, or one final NBD_REPLY_TYPE_OFFSET_DATA
+    /// chunk (the data was read in full before sending, so no error can follow it). The data sits
+    /// in <paramref name="buffer"/> at <paramref name="dataOffset"/>: either
+    /// <see cref="ReadDataOffset"/>, leaving room to put the header in front and send once, or 0,
+    /// and the header goes out as a separate write under the same lock (large reads, so their
+    /// buffer stays the size of the data and not the next power of two up).
     /// </summary>
-    public ValueTask SendReadAsync(ulong cookie, ulong offset, byte[] buffer, int dataLength, CancellationToken cancellationToken)
+    public async ValueTask SendReadAsync(ulong cookie, ulong offset, byte[] buffer, int dataOffset, int dataLength, CancellationToken cancellationToken)
     {
-        int header;
+        if (dataOffset != 0)
+        {
+            WriteReadHeader(buffer, cookie, offset, dataLength);
+            await SendAsync(buffer.AsMemory(0, dataOffset + dataLength), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        byte[] header = ArrayPool<byte>.Shared.Rent(ReadDataOffset);
+        try
+        {
+            WriteReadHeader(header, cookie, offset, dataLength);
+            await SendAsync(header.AsMemory(0, ReadDataOffset), buffer.AsMemory(0, dataLength), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(header);
+        }
+    }
+
+    private void WriteReadHeader(Span<byte> buffer, ulong cookie, ulong offset, int dataLength)
+    {
         if (_structured)
         {
-            header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeOffsetData, cookie, 8 + dataLength);
-            BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(header), offset);
-            header += 8;
+            int header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeOffsetData, cookie, 8 + dataLength);
+            BinaryPrimitives.WriteUInt64BigEndian(buffer[header..], offset);
         }
         else
         {
-            header = WriteSimpleHeader(buffer, 0, cookie);
+            WriteSimpleHeader(buffer, 0, cookie);
         }
-        return SendAsync(buffer.AsMemory(0, header + dataLength), cancellationToken);
     }
 
     /// <summary>One final NBD_REPLY_TYPE_BLOCK_STATUS chunk; descriptors already placed at <see cref="StatusDataOffset"/>.</summary>
@@ -117,12 +137,18 @@ internal sealed class NbdReplyWriter
         return SendAsync(buffer.AsMemory(0, header + payloadLength), cancellationToken);
     }
 
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellationToken)
+    private ValueTask SendAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellationToken) =>
+        SendAsync(reply, ReadOnlyMemory<byte>.Empty, cancellationToken);
+
+    /// <summary>One reply, in one or two parts, with nothing from another reply in between.</summary>
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second, CancellationToken cancellationToken)
     {
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+            await _stream.WriteAsync(first, cancellationToken).ConfigureAwait(false);
+            if (!second.IsEmpty)
+                await _stream.WriteAsync(second, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -17,6 +17,9 @@ internal sealed class NbdTransmission
     /// <summary>Most bytes one BLOCK_STATUS looks at; the client asks again from where the reply stops.</summary>
     internal const long MaxStatusQueryLength = 1L << 30;
 
+    /// <summary>Reads up to this size are sent header and data in one write.</summary>
+    internal const int SingleWriteReadLimit = 64 * 1024;
+
     /// <summary>Most descriptors in one BLOCK_STATUS chunk (the protocol's recommended ceiling).</summary>
     internal const int MaxStatusDescriptors = 1 << 20;
 
@@ -179,7 +182,9 @@ internal sealed class NbdTransmission
     private async ValueTask ReadAsync(NbdRequest request, CancellationToken cancellationToken)
     {
         int length = (int)request.Length;
-        int dataOffset = _replies.ReadDataOffset;
+        // Small reads leave room for the header and go out in one write; large ones rent exactly
+        // their length (pool buckets are powers of two) and send the header separately.
+        int dataOffset = length <= SingleWriteReadLimit ? _replies.ReadDataOffset : 0;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(dataOffset + length);
         try
         {
@@ -195,7 +200,7 @@ internal sealed class NbdTransmission
             if (failure is { } f)
                 await _replies.SendErrorAsync(request.Cookie, f.Error, f.Message, cancellationToken).ConfigureAwait(false);
             else
-                await _replies.SendReadAsync(request.Cookie, request.Offset, buffer, length, cancellationToken).ConfigureAwait(false);
+                await _replies.SendReadAsync(request.Cookie, request.Offset, buffer, dataOffset, length, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

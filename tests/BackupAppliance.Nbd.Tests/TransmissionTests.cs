@@ -64,6 +64,48 @@ public sealed class TransmissionTests
         Assert.Equal(data, chunk.Payload[8..]);
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 65536)]
+    [InlineData(false, 65537)]
+    [InlineData(false, (1 << 20) + 3)]
+    [InlineData(false, 32 << 20)]
+    [InlineData(true, 1)]
+    [InlineData(true, 65536)]
+    [InlineData(true, 65537)]
+    [InlineData(true, (1 << 20) + 3)]
+    [InlineData(true, 32 << 20)]
+    public async Task Reads_small_and_large_return_exactly_the_data(bool structured, int length)
+    {
+        var vol = new InstrumentedVolume(new MemoryBlockVolume("big", 64L << 20, 65536));
+        var data = Pattern(length, length);
+        await vol.WriteAsync(777, data, false, CancellationToken.None);
+        await using var server = await TestServer.StartAsync(vol);
+        var (c, _) = await RawNbdClient.OpenAsync(server.Port, "big", structured);
+        await using var _c = c;
+
+        await c.SendRequestAsync(0, Wire.CmdRead, 5, 777, (uint)length);
+        byte[] got;
+        if (structured)
+        {
+            // Structured replies frame themselves, so another request may be in flight beside the read.
+            await c.SendRequestAsync(0, Wire.CmdFlush, 6, 0, 0);
+            var chunk = await c.ReadChunkAsync();
+            if (chunk.Cookie == 6)
+                chunk = await c.ReadChunkAsync();
+            Assert.Equal((Wire.ChunkOffsetData, 5ul, 777ul), (chunk.Type, chunk.Cookie, BinaryPrimitives.ReadUInt64BigEndian(chunk.Payload)));
+            got = chunk.Payload[8..];
+        }
+        else
+        {
+            // A simple reply's data is framed only by the request, so nothing else is in flight here.
+            var reply = await c.ReadSimpleReplyAsync(length);
+            Assert.Equal((0u, 5ul), (reply.Error, reply.Cookie));
+            got = reply.Data;
+        }
+        Assert.True(data.AsSpan().SequenceEqual(got), "read data differs");
+    }
+
     public static TheoryData<string, uint, bool> Failures => new()
     {
         { "NoSpace", Wire.ENoSpc, false },
