@@ -204,7 +204,11 @@ public sealed class NbdServer : IAsyncDisposable
             listener.Dispose();
     }
 
-    /// <summary>A socket file nobody answers on is left over from a previous run; one that answers is in use.</summary>
+    /// <summary>
+    /// A socket file nobody answers on is left over from a crashed run and is removed; one that
+    /// answers is in use. .NET cannot tell a socket from a regular file, so only an empty file
+    /// (sockets always are) is ever removed; anything else at the path fails the start.
+    /// </summary>
     private static void RemoveStaleUnixSocket(string path)
     {
         if (!File.Exists(path))
@@ -214,10 +218,14 @@ public sealed class NbdServer : IAsyncDisposable
         {
             probe.Connect(new UnixDomainSocketEndPoint(path));
         }
-        catch (SocketException)
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && new FileInfo(path).Length == 0)
         {
             File.Delete(path);
             return;
+        }
+        catch (SocketException e)
+        {
+            throw new IOException($"cannot listen on {path}: {e.Message}", e);
         }
         throw new IOException($"another server is listening on {path}");
     }

@@ -34,8 +34,10 @@ public sealed record NbdServerOptions
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>
-    /// Called when a connection ends with an unexpected error (a bug, or a volume failing outside
-    /// its contract); client disconnects and protocol violations are not reported. Must not throw.
+    /// Called with unexpected errors: a volume throwing something other than a
+    /// <c>VolumeException</c> (the client gets EIO and the connection goes on), or a bug that ends a
+    /// connection. Client disconnects and protocol violations are not reported. Must not throw;
+    /// may be called from several connections at once.
     /// </summary>
     public Action<Exception>? ConnectionError { get; init; }
 
