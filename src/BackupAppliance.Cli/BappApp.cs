@@ -1,6 +1,7 @@
 using System.CommandLine;
 using BackupAppliance.Cli.Commands;
 using BackupAppliance.Cli.Commands.Pool;
+using BackupAppliance.Cli.Commands.Serve;
 
 namespace BackupAppliance.Cli;
 
@@ -33,6 +34,7 @@ public static class BappApp
         vol.Subcommands.Add(VolImportCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolExportCommand.Create(stdout, stderr));
         root.Subcommands.Add(vol);
+        root.Subcommands.Add(ServeCommand.Create(stdout, stderr));
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
         return root;
     }

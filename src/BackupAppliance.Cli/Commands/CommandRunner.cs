@@ -5,11 +5,19 @@ namespace BackupAppliance.Cli.Commands;
 /// <summary>The one place where typed errors become messages and exit codes.</summary>
 public static class CommandRunner
 {
-    public static int Run(TextWriter stderr, Func<int> body)
+    public static int Run(TextWriter stderr, Func<int> body) =>
+        RunAsync(stderr, () => Task.FromResult(body())).GetAwaiter().GetResult();
+
+    public static async Task<int> RunAsync(TextWriter stderr, Func<Task<int>> body)
     {
         try
         {
-            return body();
+            return await body();
+        }
+        catch (BackupAppliance.Core.VolumeException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
         }
         catch (CorruptMetadataException e)
         {
