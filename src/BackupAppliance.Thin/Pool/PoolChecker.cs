@@ -19,6 +19,7 @@ public static class PoolChecker
         string meta = Path.Combine(dir, ThinPool.MetadataFile);
         if (!File.Exists(meta))
             throw new FileNotFoundException($"{dir} is not a pool (no {ThinPool.MetadataFile} file)");
+        using var folderLock = ThinPool.LockFolder(dir);
         var report = ThinChecker.Check(meta, metadataSnap: false);
         var problems = new List<string>();
         PoolSettings? settings = null;

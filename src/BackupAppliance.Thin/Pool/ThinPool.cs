@@ -19,7 +19,10 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     public const string MetadataFile = "metadata";
     public const string DataFile = "data";
 
+    public const string LockFile = "lock";
+
     private readonly string _dir;
+    private readonly FileStream _folderLock;
     private readonly ThinMetadata _md;
     private readonly SafeFileHandle _data;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -36,9 +39,10 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     private string? _readOnlyReason;
     private bool _outOfData;
 
-    private ThinPool(string dir, ThinMetadata md, SafeFileHandle data, PoolSettings settings, VolumeCatalogue catalogue, TimeProvider time, TimeSpan commitInterval)
+    private ThinPool(string dir, FileStream folderLock, ThinMetadata md, SafeFileHandle data, PoolSettings settings, VolumeCatalogue catalogue, TimeProvider time, TimeSpan commitInterval)
     {
         _dir = dir;
+        _folderLock = folderLock;
         _md = md;
         _data = data;
         _settings = settings;
@@ -86,11 +90,13 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     {
         if (!File.Exists(Path.Combine(dir, MetadataFile)))
             throw new FileNotFoundException($"{dir} is not a pool (no {MetadataFile} file)");
-        var settings = VolumeCatalogue.LoadSettings(dir);
-        var catalogue = VolumeCatalogue.Load(dir);
-        var md = ThinMetadata.Open(Path.Combine(dir, MetadataFile));
+        var folderLock = LockFolder(dir);
+        ThinMetadata? md = null;
         try
         {
+            var settings = VolumeCatalogue.LoadSettings(dir);
+            var catalogue = VolumeCatalogue.Load(dir);
+            md = ThinMetadata.Open(Path.Combine(dir, MetadataFile));
             if (md.DataBlockSize * 512L != settings.DataBlockSize)
                 throw new InvalidDataException($"metadata says data blocks are {md.DataBlockSize * 512L} bytes, {PoolSettings.FileName} says {settings.DataBlockSize}");
             var data = File.OpenHandle(Path.Combine(dir, DataFile), FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
@@ -101,12 +107,29 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
                 data.Dispose();
                 throw new InvalidDataException($"data file holds {have} bytes, the metadata needs {need}");
             }
-            return new ThinPool(dir, md, data, settings, catalogue, time ?? TimeProvider.System, commitInterval ?? TimeSpan.FromSeconds(1));
+            return new ThinPool(dir, folderLock, md, data, settings, catalogue, time ?? TimeProvider.System, commitInterval ?? TimeSpan.FromSeconds(1));
         }
         catch
         {
-            md.Dispose();
+            md?.Dispose();
+            folderLock.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// One process at a time: two writers of the same metadata would corrupt it. The lock is an
+    /// exclusive lock on <c>DIR/lock</c>, released by the kernel if the process dies.
+    /// </summary>
+    internal static FileStream LockFolder(string dir)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(dir, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"pool {dir} is in use by another process (stop `bapp serve` or the agent first): {e.Message}", e);
         }
     }
 
@@ -702,6 +725,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             _data.Dispose();
             foreach (var h in _origins.Values)
                 h.Dispose();
+            _folderLock.Dispose();
         }
         finally
         {
