@@ -34,3 +34,32 @@ else
 fi
 echo "== thin_ls"
 "$root/ops/bapp" thin ls "$meta"
+
+# The data path: a pool with a volume imported from an image, a snapshot, served over NBD.
+echo
+echo "== a pool in .demo/pool, a volume from a 64 MiB image, a snapshot, served over NBD"
+pool="$root/.demo/pool"
+img="$root/.demo/image.raw"
+head -c $((16 << 20)) /dev/urandom > "$img"
+truncate -s 64M "$img"
+"$root/ops/bapp" pool create --pool "$pool" --data-size 1G
+"$root/ops/bapp" vol import --pool "$pool" disk --from "$img" 2>/dev/null
+"$root/ops/bapp" vol snapshot --pool "$pool" disk disk-snap
+"$root/ops/bapp" serve --pool "$pool" --listen 127.0.0.1:0 > "$root/.demo/serve.out" 2> "$root/.demo/serve.log" &
+serve_pid=$!
+trap 'kill -TERM $serve_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^listening' "$root/.demo/serve.out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$root/.demo/serve.out")
+[[ -n $port ]] || { echo "demo.sh: error: bapp serve did not start:" >&2; cat "$root/.demo/serve.log" >&2; exit 1; }
+nbdinfo --list "nbd://127.0.0.1:$port" | grep -E 'export=|export-size|read-only'
+echo "== write through NBD, then compare: the snapshot still holds the image"
+qemu-io -f raw "nbd://127.0.0.1:$port/disk" -c "write -P 0x5a 0 1M" | head -1
+qemu-img convert -f raw -O raw "nbd://127.0.0.1:$port/disk-snap" "$root/.demo/snap.raw"
+cmp "$img" "$root/.demo/snap.raw" && echo "snapshot = original image (sha256 $(sha256sum < "$img" | cut -c1-16)...)"
+echo "== allocation map of the volume (only provisioned blocks are data)"
+nbdinfo --map "nbd://127.0.0.1:$port/disk"
+kill -TERM $serve_pid
+wait $serve_pid || true
+trap - EXIT
+thin_check "$pool/metadata" >/dev/null 2>&1 && echo "== pool closed; thin_check on its metadata: OK"
+"$root/ops/bapp" pool status --pool "$pool"
