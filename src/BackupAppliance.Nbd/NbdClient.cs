@@ -15,6 +15,7 @@ public sealed class NbdClient : IAsyncDisposable
     private readonly NetworkStream _stream;
     private readonly byte[] _header = new byte[NbdConstants.RequestHeaderLength];
     private ulong _cookie;
+    private bool _disposed;
 
     private NbdClient(TcpClient tcp, long size, ushort flags)
     {
@@ -132,6 +133,9 @@ public sealed class NbdClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+            return;
+        _disposed = true;
         try
         {
             BinaryPrimitives.WriteUInt32BigEndian(_header, NbdConstants.RequestMagic);

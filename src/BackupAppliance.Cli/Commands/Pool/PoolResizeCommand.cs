@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using BackupAppliance.Thin.Pool;
+using ServeControl = BackupAppliance.Cli.Commands.Serve.PoolControl;
 
 namespace BackupAppliance.Cli.Commands.Pool;
 
@@ -16,10 +18,19 @@ public static class PoolResizeCommand
         {
             if (r.GetValue(dataSize) is null && r.GetValue(metaSize) is null)
                 throw new ArgumentException("give --data-size, --metadata-size or both");
-            using var p = ThinPool.Open(r.GetValue(pool)!, commitInterval: TimeSpan.Zero);
+            string dir = r.GetValue(pool)!;
+            // A served pool is resized by the serving process, which wakes writes waiting for space.
+            var served = ServeControl.Ask(dir, new JsonObject { ["op"] = "resize", ["dataSize"] = r.GetValue(dataSize), ["metadataSize"] = r.GetValue(metaSize) });
+            if (served is not null)
+            {
+                stdout.WriteLine($"pool {Path.GetFullPath(dir)} (in use by process {served["servedBy"]}): {served["dataBlocksTotal"]} data blocks, {served["metadataBlocksTotal"]} metadata blocks, mode {PoolStatusCommand.ModeName(served["mode"]!.GetValue<string>())}");
+                stdout.Flush();
+                return 0;
+            }
+            using var p = ThinPool.Open(dir, commitInterval: TimeSpan.Zero);
             p.Resize(r.GetValue(dataSize), r.GetValue(metaSize));
             var s = p.Status();
-            stdout.WriteLine($"pool {p.Directory}: {s.DataBlocksTotal} data blocks, {s.MetadataBlocksTotal} metadata blocks, mode {s.Mode.ToString().ToLowerInvariant()}");
+            stdout.WriteLine($"pool {p.Directory}: {s.DataBlocksTotal} data blocks, {s.MetadataBlocksTotal} metadata blocks, mode {PoolStatusCommand.ModeName(s.Mode.ToString())}");
             stdout.Flush();
             return 0;
         }));

@@ -34,6 +34,8 @@ public static class ServeCommand
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopRequested.TrySetResult(); });
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopRequested.TrySetResult(); });
             await server.StartAsync(ct);
+            using var controlStop = new CancellationTokenSource();
+            var control = PoolControl.ServeAsync(p, stderr, controlStop.Token);
             var where = string.Join(" and ", new[] { server.TcpEndPoint?.ToString(), server.UnixSocketPath }.Where(s => s is not null));
             stderr.WriteLine($"serving {p.Volumes.Count} volumes of pool {p.Directory} over NBD on {where}");
             stdout.WriteLine($"listening {where}");
@@ -42,6 +44,8 @@ public static class ServeCommand
             stderr.WriteLine("stopping: closing connections and committing the pool");
             await server.StopAsync(CancellationToken.None);
             await server.DisposeAsync();
+            controlStop.Cancel();
+            await control;
             return 0;
         }));
         return cmd;
