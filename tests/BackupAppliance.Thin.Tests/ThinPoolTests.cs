@@ -87,8 +87,16 @@ public class ThinPoolTests
     {
         using var dir = Tool.TempDir();
         string path = dir.File("pool");
-        await using var pool = ThinPool.Create(path, 16 * Bs, new PoolSettings { ErrorIfNoSpace = true });
+        await using var pool = ThinPool.Create(path, 16 * Bs, new PoolSettings { ErrorIfNoSpace = true, LowWaterPercent = 25 });
+        var warnings = new List<string>();
+        pool.Warning += warnings.Add;
         var v = pool.CreateVolume("v", 64 * Bs);
+        await v.WriteAsync(0, new byte[11 * Bs].Select((_, i) => (byte)i).ToArray(), false, default);
+        Assert.Empty(warnings); // 5 of 16 blocks free: above 25%
+        await v.WriteAsync(11 * Bs, new byte[Bs].Select(_ => (byte)1).ToArray(), false, default);
+        Assert.Empty(warnings); // 4 free: 25%, not below
+        await v.WriteAsync(12 * Bs, new byte[Bs].Select(_ => (byte)1).ToArray(), false, default);
+        Assert.Contains("below the low-water mark (3 of 16 blocks free", Assert.Single(warnings));
         var data = Bytes(32 * Bs, 9);
         var e = await Assert.ThrowsAsync<VolumeException>(() => v.WriteAsync(0, data, true, default).AsTask());
         Assert.Equal(VolumeError.NoSpace, e.Error);

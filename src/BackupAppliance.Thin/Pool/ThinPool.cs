@@ -38,6 +38,13 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     private bool _disposed;
     private string? _readOnlyReason;
     private bool _outOfData;
+    private bool _belowLowWater;
+
+    /// <summary>
+    /// Raised (under the pool's lock: keep handlers short) when free data space drops below the
+    /// low-water mark, once per crossing, like dm-thin's low-water event. The text says what to do.
+    /// </summary>
+    public event Action<string>? Warning;
 
     private ThinPool(string dir, FileStream folderLock, ThinMetadata md, SafeFileHandle data, PoolSettings settings, VolumeCatalogue catalogue, TimeProvider time, TimeSpan commitInterval)
     {
@@ -285,6 +292,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             if (_readOnlyReason is not null && !_md.NeedsCheck)
                 _readOnlyReason = null;
             _outOfData = false;
+            CheckLowWater();
             var waiting = _spaceAdded;
             _spaceAdded = new(TaskCreationOptions.RunContinuationsAsynchronously);
             waiting.TrySetResult();
@@ -537,16 +545,29 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         try
         {
             block = _md.AllocateDataBlock();
+            CheckLowWater();
             return true;
         }
         catch (SpaceExhaustedException e) when (e.SpaceMap == "data")
         {
             block = 0;
+            bool wasOut = _outOfData;
             _outOfData = true;
             if (_settings.ErrorIfNoSpace)
                 throw new VolumeException(VolumeError.NoSpace, $"pool {_dir} is out of data space ({_md.NrDataBlocks} blocks in use); grow it with `bapp pool resize`");
+            if (!wasOut)
+                Warning?.Invoke($"pool {_dir} is out of data space: writes that need new blocks wait up to {_settings.NoSpaceTimeoutSeconds} s for `bapp pool resize --data-size`");
             return false;
         }
+    }
+
+    private void CheckLowWater()
+    {
+        ulong total = _md.NrDataBlocks, free = total - _md.DataBlocksUsed;
+        bool below = free * 100.0 < _settings.LowWaterPercent * total;
+        if (below && !_belowLowWater)
+            Warning?.Invoke($"pool {_dir}: free data space is below the low-water mark ({free} of {total} blocks free, mark {_settings.LowWaterPercent}%); grow it with `bapp pool resize --data-size`");
+        _belowLowWater = below;
     }
 
     private async Task WaitForSpace(Task spaceAdded, CancellationToken ct)

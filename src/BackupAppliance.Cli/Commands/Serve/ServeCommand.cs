@@ -22,6 +22,7 @@ public static class ServeCommand
         {
             IPEndPoint? endpoint = ParseEndpoint(r.GetValue(listen), r.GetValue(unix) is null);
             await using var p = ThinPool.Open(r.GetValue(pool)!);
+            p.Warning += message => stderr.WriteLine($"warning: {message}");
             var server = new NbdServer(new PoolExports(p), new NbdServerOptions
             {
                 TcpEndPoint = endpoint,
