@@ -316,10 +316,12 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
                 long vblock = pos / bs;
                 int inBlock = (int)(pos % bs);
                 int n = Math.Min(buffer.Length - done, bs - inBlock);
-                var dst = buffer.Span.Slice(done, n);
                 var m = Guard(() => _md.Lookup(v.DeviceId, (ulong)vblock));
                 if (m is { } map)
-                    ReadData(map.DataBlock, inBlock, dst);
+                    n += ContiguousRun(v, vblock, map.DataBlock, buffer.Length - done - n, shared: null);
+                var dst = buffer.Span.Slice(done, n);
+                if (m is { } mapped)
+                    ReadData(mapped.DataBlock, inBlock, dst);
                 else
                     ReadUnprovisioned(v, pos, dst);
                 pos += n;
@@ -372,6 +374,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             var m = Guard(() => _md.Lookup(v.DeviceId, (ulong)vblock));
             if (m is { Shared: false } map)
             {
+                n += ContiguousRun(v, vblock, map.DataBlock, src.Length - n, shared: false);
                 WriteData(map.DataBlock, inBlock, src[..n]);
             }
             else
@@ -538,6 +541,24 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             if (m is { } map && _md.DataBlockRefCount(map.DataBlock) == 0)
                 _punchAfterCommit.Add(map.DataBlock);
         }
+    }
+
+    /// <summary>
+    /// Bytes beyond the first block that continue in consecutive data blocks (and, for
+    /// <paramref name="shared"/> = false, are not shared), up to <paramref name="max"/>: one
+    /// pread/pwrite then covers the run instead of one call per block.
+    /// </summary>
+    private int ContiguousRun(VolumeEntry v, long vblock, ulong dataBlock, int max, bool? shared)
+    {
+        int bs = _settings.DataBlockSize, extra = 0;
+        for (long k = 1; extra < max; k++)
+        {
+            var next = Guard(() => _md.Lookup(v.DeviceId, (ulong)(vblock + k)));
+            if (next is not { } n || n.DataBlock != dataBlock + (ulong)k || (shared == false && n.Shared))
+                break;
+            extra += Math.Min(bs, max - extra);
+        }
+        return extra;
     }
 
     private bool TryAllocate(out ulong block)
