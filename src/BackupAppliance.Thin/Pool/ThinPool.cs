@@ -726,6 +726,13 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         {
             while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
             {
+                if (!_dirty)
+                    continue;
+                // Flush most dirty data outside the lock so I/O keeps going meanwhile; the commit
+                // under the lock flushes again (only what was written since), then the metadata.
+                try { RandomAccess.FlushToDisk(_data); }
+                catch (IOException) { } // the flush under the lock reports it and fails the commit
+                catch (ObjectDisposedException) { break; }
                 await _lock.WaitAsync(_stop.Token).ConfigureAwait(false);
                 try
                 {
