@@ -33,13 +33,7 @@ public static class DemoCommand
             string meta = Path.Combine(d, "metadata");
             using (var f = new FileStream(meta, FileMode.Create))
                 f.SetLength(64L << 20);
-            // Colours and live progress only on a terminal; plain text into logs and pipes.
-            var console = AnsiConsole.Create(new AnsiConsoleSettings
-            {
-                Out = new AnsiConsoleOutput(stderr),
-                Ansi = Console.IsErrorRedirected ? AnsiSupport.No : AnsiSupport.Detect,
-                Interactive = Console.IsErrorRedirected ? InteractionSupport.No : InteractionSupport.Detect,
-            });
+            var console = ProgressConsole.Create(stderr);
 
             using var md = ThinMetadata.Create(meta, dataBlockSize: 128, nrDataBlocks: (ulong)n * 2);
             md.CreateThin(0);

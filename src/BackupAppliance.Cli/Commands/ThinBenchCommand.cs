@@ -44,7 +44,7 @@ public static class ThinBenchCommand
             long bytes = Math.Clamp(n * 128, 64L << 20, 4_161_600L * 4096);
             using (var f = new FileStream(path, FileMode.Create))
                 f.SetLength(bytes);
-            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+            var console = ProgressConsole.Create(stderr);
 
             using var md = ThinMetadata.Create(path, dataBlockSize: 128, nrDataBlocks: (ulong)(n + changes));
             md.CreateThin(0);

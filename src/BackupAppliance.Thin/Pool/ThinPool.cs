@@ -144,16 +144,11 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
 
     public IReadOnlyList<VolumeEntry> Volumes
     {
-        get { _lock.Wait(); try { return _catalogue.Volumes.ToList(); } finally { _lock.Release(); } }
+        get => Locked(() => _catalogue.Volumes.ToList());
     }
 
     /// <summary>Mapped blocks of each volume (from the device details).</summary>
-    public ulong MappedBlocks(VolumeEntry v)
-    {
-        _lock.Wait();
-        try { return _md.GetDetails(v.DeviceId).MappedBlocks; }
-        finally { _lock.Release(); }
-    }
+    public ulong MappedBlocks(VolumeEntry v) => Locked(() => _md.GetDetails(v.DeviceId).MappedBlocks);
 
     public ThinVolume CreateVolume(string name, long size, string? origin = null)
     {
@@ -230,7 +225,6 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             _catalogue.Volumes.Remove(v);
             _catalogue.Save(_dir);
             CommitLocked();
-            return 0;
         });
     }
 
@@ -296,7 +290,6 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             var waiting = _spaceAdded;
             _spaceAdded = new(TaskCreationOptions.RunContinuationsAsynchronously);
             waiting.TrySetResult();
-            return 0;
         });
     }
 
@@ -511,7 +504,6 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
                     pos = stop;
                     return true;
                 });
-                return 0;
             });
             Add(pos, end, hole: true);
             return list;
@@ -529,11 +521,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         if (first >= end)
             return;
         var mapped = new List<ulong>();
-        Guard(() =>
-        {
-            _md.VisitMappingRange(v.DeviceId, (ulong)first, (ulong)end, (vb, bt) => { mapped.Add(vb); return true; });
-            return 0;
-        });
+        Guard(() => _md.VisitMappingRange(v.DeviceId, (ulong)first, (ulong)end, (vb, _) => { mapped.Add(vb); return true; }));
         foreach (ulong vb in mapped)
         {
             var m = Guard(() => _md.Lookup(v.DeviceId, vb));
@@ -644,7 +632,6 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         {
             _md.SetTransactionId(_md.TransactionId, _md.TransactionId + 1);
             _md.Commit(() => RandomAccess.FlushToDisk(_data));
-            return 0;
         });
         _dirty = false;
         foreach (ulong b in _punchAfterCommit)
@@ -702,6 +689,8 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             throw new VolumeException(VolumeError.ReadOnly, $"volume {v.Name} is a read-only snapshot");
         RequireWritable();
     }
+
+    private void Locked(Action body) => Locked(() => { body(); return 0; });
 
     private T Locked<T>(Func<T> body)
     {

@@ -27,7 +27,7 @@ public static class VolExportCommand
             {
                 using var output = File.OpenHandle(image, FileMode.Create, FileAccess.Write, FileShare.None);
                 RandomAccess.SetLength(output, v.Size);
-                PoolArgs.ProgressConsole(stderr).Progress().Start(ctx =>
+                ProgressConsole.Create(stderr).Progress().Start(ctx =>
                 {
                     var task = ctx.AddTask($"exporting {v.Name}", maxValue: Math.Max(1, data));
                     foreach (var e in extents.Where(e => !e.IsHole))

@@ -30,7 +30,7 @@ public static class VolImportCommand
             byte[] buf = ArrayPool<byte>.Shared.Rent(bs);
             try
             {
-                PoolArgs.ProgressConsole(stderr).Progress().Start(ctx =>
+                ProgressConsole.Create(stderr).Progress().Start(ctx =>
                 {
                     var task = ctx.AddTask($"importing {Path.GetFileName(image)}", maxValue: size);
                     for (long pos = 0; pos < size; pos += bs)
