@@ -148,6 +148,34 @@ public sealed class ArrayTree
         });
     }
 
+    /// <summary>
+    /// Calls <paramref name="visit"/> for array blocks [<paramref name="fromBlock"/>, <paramref name="toBlock"/>)
+    /// in order with the block's index, its location and its packed values, reading only the btree paths
+    /// to them. Blocks shared by several positions (a resize's fill block) come with the same location,
+    /// so a caller can skip a block it has already judged. Returning false stops the walk.
+    /// </summary>
+    public void VisitBlockRange(ulong root, ulong fromBlock, ulong toBlock, ArrayBlockVisitor visit)
+    {
+        _tree.VisitRange(root, fromBlock, toBlock, (k, v) =>
+        {
+            ulong loc = BinaryPrimitives.ReadUInt64LittleEndian(v);
+            var data = ReadBlock(loc);
+            return visit(k, loc, data.AsSpan(HeaderSize, NrEntries(data) * ValueSize));
+        });
+    }
+
+    /// <summary>
+    /// The values of array block <paramref name="blockIndex"/> (nr_entries × value_size bytes), made
+    /// writable first (the btree path and the block are shadowed, so a shared block is copied). For
+    /// many changes in one block at the cost of one shadowing; valid until the next change to this array.
+    /// </summary>
+    public Memory<byte> WritableBlock(ref ulong root, ulong blockIndex)
+    {
+        ulong loc = LocateBlock(root, blockIndex * (ulong)EntriesPerBlock, out _);
+        var block = ShadowBlock(ref root, blockIndex, loc);
+        return block.Data.AsMemory(HeaderSize, NrEntries(block.Data) * ValueSize);
+    }
+
     /// <summary>dm_array_del: drops this array's reference; blocks nobody else holds are freed.</summary>
     public void Delete(ulong root) => _tree.Delete(root);
 
@@ -305,3 +333,6 @@ public sealed class ArrayTree
     private static ArgumentOutOfRangeException OutOfRange(ulong index) =>
         new(nameof(index), index, "index is beyond the end of the array");
 }
+
+/// <summary>One array block in <see cref="ArrayTree.VisitBlockRange"/>: index, location, packed values; false stops.</summary>
+public delegate bool ArrayBlockVisitor(ulong blockIndex, ulong location, ReadOnlySpan<byte> values);
