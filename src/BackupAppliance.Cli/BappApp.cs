@@ -26,13 +26,16 @@ public static class BappApp
         pool.Subcommands.Add(PoolResizeCommand.Create(stdout, stderr));
         pool.Subcommands.Add(PoolCheckCommand.Create(stdout, stderr));
         root.Subcommands.Add(pool);
-        var vol = new Command("vol", "Volumes of a pool: create, snapshot, list, delete, import, export");
+        var vol = new Command("vol", "Volumes of a pool: create, snapshot, list, delete, import, export, changes, status");
         vol.Subcommands.Add(VolCreateCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolSnapshotCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolListCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolDeleteCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolImportCommand.Create(stdout, stderr));
         vol.Subcommands.Add(VolExportCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolChangesCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolStatusCommand.Create(stdout, stderr));
+        vol.Subcommands.Add(VolChangesBenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(vol);
         root.Subcommands.Add(ServeCommand.Create(stdout, stderr));
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));

@@ -494,7 +494,16 @@ public sealed class EraMetadata : IDisposable
     /// are undigested the cost follows their btree leaves and the changes, not the volume size.
     /// Era 0: every block (era_array[b] ≥ 0 always holds, as era_invalidate reports).
     /// </summary>
-    public void WrittenSince(uint era, Action<uint, uint> run)
+    public void WrittenSince(uint era, Action<uint, uint> run) => WrittenSince(era, before: uint.MaxValue, run);
+
+    /// <summary>
+    /// Blocks written in eras [<paramref name="era"/>, <paramref name="before"/>): exact while those
+    /// eras' writesets are undigested; where the era array must be read it yields every block whose
+    /// last digested era is ≥ <paramref name="era"/> (a later write hides an earlier one there), a
+    /// superset, never a loss. The current writeset counts only when <see cref="CurrentEra"/> &lt;
+    /// <paramref name="before"/>.
+    /// </summary>
+    public void WrittenSince(uint era, uint before, Action<uint, uint> run)
     {
         ArgumentNullException.ThrowIfNull(run);
         if (era == 0)
@@ -502,6 +511,8 @@ public sealed class EraMetadata : IDisposable
             run(0, NrBlocks);
             return;
         }
+        if (before <= era)
+            return;
         var set = new BlockSet();
         bool anyArchived = TryLowestArchived(out uint lowest, out _);
         // Digest goes oldest first, so every era array value is ≤ the lowest archived era (and one equal
@@ -509,12 +520,14 @@ public sealed class EraMetadata : IDisposable
         if (anyArchived ? era < lowest : era < CurrentEra)
             AddEraArray(era, set);
         uint nrBlocks = NrBlocks;
-        VisitArchived(era, (_, ws) =>
+        VisitArchived(era, (key, ws) =>
         {
+            if (key >= before)
+                return false;
             VisitBitsetWords(ws.Root, Math.Min(ws.NrBits, nrBlocks), set.AddWord);
             return true;
         });
-        if (CurrentEra >= era)
+        if (CurrentEra >= era && CurrentEra < before)
         {
             var inCore = _inCore;
             foreach (uint w in _markedWords)

@@ -14,7 +14,7 @@ namespace BackupAppliance.Thin.Pool;
 /// file before the metadata; a commit runs at least once a second while dirty and on every flush or
 /// FUA write. One lock serialises metadata and data access.
 /// </summary>
-public sealed class ThinPool : IAsyncDisposable, IDisposable
+public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 {
     public const string MetadataFile = "metadata";
     public const string DataFile = "data";
@@ -180,7 +180,13 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     }
 
     /// <summary>An O(1) snapshot (shares every block); exported read-only.</summary>
-    public ThinVolume Snapshot(string name, string snapshotName)
+    public ThinVolume Snapshot(string name, string snapshotName) => Snapshot(name, snapshotName, changeEpoch: null);
+
+    /// <summary>
+    /// A snapshot that records <paramref name="changeEpoch"/>: the change tracker's epoch (a dm-era
+    /// era) that began when the snapshot was taken, so changes since it can be found by epoch.
+    /// </summary>
+    public ThinVolume Snapshot(string name, string snapshotName, ulong? changeEpoch)
     {
         ValidateName(snapshotName);
         return Locked(() =>
@@ -195,7 +201,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             var entry = new VolumeEntry
             {
                 Name = snapshotName, DeviceId = id, Size = origin.Size, ReadOnly = true, SnapshotOf = name,
-                Origin = origin.Origin, Created = _time.GetUtcNow(),
+                Origin = origin.Origin, Created = _time.GetUtcNow(), ChangeEpoch = changeEpoch,
             };
             _catalogue.Volumes.Add(entry);
             _catalogue.NextDeviceId = id + 1;

@@ -19,4 +19,10 @@ public sealed record VolumeEntry
     public string? Origin { get; init; }
 
     public DateTimeOffset Created { get; init; }
+
+    /// <summary>
+    /// For a snapshot taken by a change tracker: the tracker's epoch (dm-era era) that began when the
+    /// snapshot was taken. Changes since the snapshot are the blocks written in this epoch or later.
+    /// </summary>
+    public ulong? ChangeEpoch { get; init; }
 }

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using BackupAppliance.Thin.Pool;
+using BackupAppliance.ChangeTracking;
 
 namespace BackupAppliance.Cli.Commands.Pool;
 
@@ -15,9 +15,10 @@ public static class VolCreateCommand
         var cmd = new Command("create", "Create a thin volume") { pool, name, size, origin };
         cmd.SetAction(r => CommandRunner.Run(stderr, () =>
         {
-            using var p = ThinPool.Open(r.GetValue(pool)!, commitInterval: TimeSpan.Zero);
+            using var p = TrackedPool.Open(r.GetValue(pool)!, commitInterval: TimeSpan.Zero);
             var v = p.CreateVolume(r.GetValue(name)!, r.GetValue(size)!.Value, r.GetValue(origin));
-            stdout.WriteLine($"created volume {v.Name} ({SizeArgs.Human(v.Size)}, thin device {v.Entry.DeviceId})");
+            var e = p.Entry(v.Name);
+            stdout.WriteLine($"created volume {v.Name} ({SizeArgs.Human(v.Size)}, thin device {e.DeviceId}, era tracking in {p.EraFile(e)})");
             stdout.Flush();
             return 0;
         }));

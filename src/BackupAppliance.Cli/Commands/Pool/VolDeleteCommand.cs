@@ -1,5 +1,5 @@
 using System.CommandLine;
-using BackupAppliance.Thin.Pool;
+using BackupAppliance.ChangeTracking;
 
 namespace BackupAppliance.Cli.Commands.Pool;
 
@@ -13,11 +13,11 @@ public static class VolDeleteCommand
         var cmd = new Command("delete", "Delete a volume or snapshot") { pool, name };
         cmd.SetAction(r => CommandRunner.Run(stderr, () =>
         {
-            using var p = ThinPool.Open(r.GetValue(pool)!, commitInterval: TimeSpan.Zero);
-            ulong before = p.Status().DataBlocksUsed;
+            using var p = TrackedPool.Open(r.GetValue(pool)!, commitInterval: TimeSpan.Zero);
+            ulong before = p.Pool.Status().DataBlocksUsed;
             p.DeleteVolume(r.GetValue(name)!);
-            ulong after = p.Status().DataBlocksUsed;
-            stdout.WriteLine($"deleted {r.GetValue(name)}; {before - after} data blocks freed ({SizeArgs.Human((long)(before - after) * p.DataBlockSize)})");
+            ulong after = p.Pool.Status().DataBlocksUsed;
+            stdout.WriteLine($"deleted {r.GetValue(name)}; {before - after} data blocks freed ({SizeArgs.Human((long)(before - after) * p.Pool.DataBlockSize)})");
             stdout.Flush();
             return 0;
         }));

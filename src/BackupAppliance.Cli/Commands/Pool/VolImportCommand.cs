@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.CommandLine;
-using BackupAppliance.Thin.Pool;
+using BackupAppliance.ChangeTracking;
 using Spectre.Console;
 
 namespace BackupAppliance.Cli.Commands.Pool;
@@ -22,9 +22,9 @@ public static class VolImportCommand
             long size = new FileInfo(image).Length;
             if (size == 0)
                 throw new ArgumentException($"image {image} is empty");
-            using var p = ThinPool.Open(r.GetValue(pool)!);
+            using var p = TrackedPool.Open(r.GetValue(pool)!);
             var v = p.CreateVolume(r.GetValue(name)!, size);
-            int bs = p.DataBlockSize;
+            int bs = v.BlockSize;
             long written = 0;
             using var input = File.OpenHandle(image, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
             byte[] buf = ArrayPool<byte>.Shared.Rent(bs);

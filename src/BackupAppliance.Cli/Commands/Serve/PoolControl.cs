@@ -2,14 +2,17 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using BackupAppliance.ChangeTracking;
+using BackupAppliance.Cli.Commands.Pool;
 using BackupAppliance.Thin.Pool;
 
 namespace BackupAppliance.Cli.Commands.Serve;
 
 /// <summary>
 /// The control socket of a pool in use (<c>DIR/control.sock</c>): while `bapp serve` holds the pool's
-/// lock, `bapp pool status` and `bapp pool resize` ask it instead of opening the pool. One JSON
-/// request per connection, one JSON reply. A resize here wakes writes waiting for data space.
+/// lock, `bapp pool status`, `pool resize`, `vol snapshot`, `vol status` and `vol changes` ask it
+/// instead of opening the pool. One JSON request per connection, one JSON reply. A resize here wakes
+/// writes waiting for data space; a snapshot here is taken at an era checkpoint with writes held back.
 /// </summary>
 public static class PoolControl
 {
@@ -18,7 +21,7 @@ public static class PoolControl
     public static string SocketPath(string poolDir) => Path.Combine(Path.GetFullPath(poolDir), SocketFile);
 
     /// <summary>Serves requests for <paramref name="pool"/> until cancelled.</summary>
-    public static async Task ServeAsync(ThinPool pool, TextWriter log, CancellationToken cancellationToken)
+    public static async Task ServeAsync(TrackedPool pool, TextWriter log, CancellationToken cancellationToken)
     {
         string path = SocketPath(pool.Directory);
         File.Delete(path); // a stale socket of a killed server; the pool lock proves no one else serves it
@@ -41,7 +44,7 @@ public static class PoolControl
         }
     }
 
-    private static async Task HandleAsync(ThinPool pool, Socket conn, TextWriter log, CancellationToken cancellationToken)
+    private static async Task HandleAsync(TrackedPool pool, Socket conn, TextWriter log, CancellationToken cancellationToken)
     {
         using var _ = conn;
         await using var stream = new NetworkStream(conn, ownsSocket: false);
@@ -55,16 +58,38 @@ public static class PoolControl
             string op = req["op"]?.GetValue<string>() ?? throw new FormatException("the request has no \"op\"");
             reply = op switch
             {
-                "status" => StatusJson(pool),
-                "resize" => Resize(pool, req, log),
-                _ => throw new FormatException($"unknown op '{op}' (status, resize)"),
+                "status" => StatusJson(pool.Pool),
+                "resize" => Resize(pool.Pool, req, log),
+                "snapshot" => await Snapshot(pool, req, log, cancellationToken),
+                "volume-status" => VolumeJson.Status(pool.Status(Text(req, "volume"))).ToJsonString(),
+                "changes" => (await Changes(pool, req, cancellationToken)).ToJsonString(),
+                _ => throw new FormatException($"unknown op '{op}' (status, resize, snapshot, volume-status, changes)"),
             };
         }
-        catch (Exception e) when (e is FormatException or JsonException or ArgumentException or InvalidOperationException or IOException or TimeoutException or BackupAppliance.Core.VolumeException)
+        catch (Exception e) when (e is FormatException or JsonException or ArgumentException or InvalidOperationException or IOException or TimeoutException or KeyNotFoundException or BackupAppliance.Core.VolumeException)
         {
             reply = new JsonObject { ["error"] = e.Message }.ToJsonString();
         }
         await writer.WriteLineAsync(reply);
+    }
+
+    private static string Text(JsonObject req, string field) =>
+        req[field]?.GetValue<string>() ?? throw new FormatException($"the request has no \"{field}\"");
+
+    private static async Task<string> Snapshot(TrackedPool pool, JsonObject req, TextWriter log, CancellationToken cancellationToken)
+    {
+        var snap = await pool.SnapshotAsync(Text(req, "volume"), Text(req, "snapshot"), cancellationToken);
+        log.WriteLine($"snapshot {snap.Name} of {snap.SnapshotOf}" + (snap.ChangeEpoch is { } e ? $" at era {e}" : ""));
+        return new JsonObject { ["name"] = snap.Name, ["deviceId"] = snap.DeviceId, ["era"] = snap.ChangeEpoch }.ToJsonString();
+    }
+
+    private static async Task<JsonObject> Changes(TrackedPool pool, JsonObject req, CancellationToken cancellationToken)
+    {
+        string volume = Text(req, "volume");
+        var set = req["sinceEra"] is { } era
+            ? await pool.ChangesSinceEraAsync(volume, era.GetValue<uint>(), req["asOf"]?.GetValue<string>(), cancellationToken)
+            : pool.ChangesSinceSnapshot(volume, Text(req, "sinceSnapshot"));
+        return VolumeJson.Changes(set);
     }
 
     private static string Resize(ThinPool pool, JsonObject req, TextWriter log)
@@ -101,7 +126,12 @@ public static class PoolControl
         using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
         using var reader = new StreamReader(stream, Encoding.UTF8);
         writer.WriteLine(request.ToJsonString());
-        var reply = JsonNode.Parse(reader.ReadLine() ?? "") as JsonObject ?? throw new IOException("the serving process sent no reply");
+        string? line = reader.ReadLine();
+        JsonObject? reply;
+        try { reply = string.IsNullOrEmpty(line) ? null : JsonNode.Parse(line) as JsonObject; }
+        catch (JsonException e) { throw new IOException($"the process serving {poolDir} sent a malformed reply: {e.Message}", e); }
+        if (reply is null)
+            throw new IOException($"the process serving {poolDir} sent no reply (did it stop?)");
         if (reply["error"] is { } error)
             throw new InvalidOperationException($"the process serving {poolDir}: {error.GetValue<string>()}");
         return reply;

@@ -1,20 +1,23 @@
 using BackupAppliance.Core;
 using BackupAppliance.Nbd;
-using BackupAppliance.Thin.Pool;
+using BackupAppliance.ChangeTracking;
 
 namespace BackupAppliance.Cli.Commands.Serve;
 
-/// <summary>Every volume of a pool as an NBD export under its name; snapshots read-only. Reads the catalogue live.</summary>
+/// <summary>
+/// Every volume of a pool as an NBD export under its name, writes going through the volume's era
+/// tracker; snapshots read-only. Reads the catalogue live.
+/// </summary>
 public sealed class PoolExports : INbdExportProvider
 {
-    private readonly ThinPool _pool;
+    private readonly TrackedPool _pool;
 
-    public PoolExports(ThinPool pool) => _pool = pool;
+    public PoolExports(TrackedPool pool) => _pool = pool;
 
     public IReadOnlyList<NbdExportInfo> List() =>
-        _pool.Volumes.Select(v => new NbdExportInfo(v.Name,
+        _pool.Pool.Volumes.Select(v => new NbdExportInfo(v.Name,
             v.SnapshotOf is { } of ? $"snapshot of {of} (read-only)" : "thin volume", v.Size, v.ReadOnly)).ToList();
 
     public IBlockVolume? Open(string name) =>
-        _pool.Volumes.Any(v => v.Name == name) ? _pool.OpenVolume(name) : null;
+        _pool.Pool.Volumes.Any(v => v.Name == name) ? _pool.OpenVolume(name) : null;
 }

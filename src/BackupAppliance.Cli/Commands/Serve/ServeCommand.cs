@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using System.Runtime.InteropServices;
+using BackupAppliance.ChangeTracking;
 using BackupAppliance.Nbd;
 using BackupAppliance.Thin.Pool;
 
@@ -17,13 +18,19 @@ public static class ServeCommand
         var pool = Pool.PoolArgs.PoolOption();
         var listen = new Option<string?>("--listen") { Description = "TCP address:port to listen on (default 127.0.0.1:10809; 'none' for Unix socket only)" };
         var unix = new Option<string?>("--unix") { Description = "Unix socket path to listen on" };
-        var cmd = new Command("serve", "Serve the pool's volumes over NBD (snapshots read-only)") { pool, listen, unix };
+        var suspend = new Option<bool>("--suspend-tracking")
+        {
+            Description = "Measurements only: writes skip era tracking and every block counts as changed for the next backup",
+            Hidden = true,
+        };
+        var cmd = new Command("serve", "Serve the pool's volumes over NBD (snapshots read-only)") { pool, listen, unix, suspend };
         cmd.SetAction((r, ct) => CommandRunner.RunAsync(stderr, async () =>
         {
             IPEndPoint? endpoint = ParseEndpoint(r.GetValue(listen), r.GetValue(unix) is null);
-            await using var p = ThinPool.Open(r.GetValue(pool)!);
+            await using var tracked = TrackedPool.Open(r.GetValue(pool)!, suspendTracking: r.GetValue(suspend));
+            var p = tracked.Pool;
             p.Warning += message => stderr.WriteLine($"warning: {message}");
-            var server = new NbdServer(new PoolExports(p), new NbdServerOptions
+            var server = new NbdServer(new PoolExports(tracked), new NbdServerOptions
             {
                 TcpEndPoint = endpoint,
                 UnixSocketPath = r.GetValue(unix),
@@ -36,7 +43,7 @@ public static class ServeCommand
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopRequested.TrySetResult(); });
             await server.StartAsync(ct);
             using var controlStop = new CancellationTokenSource();
-            var control = PoolControl.ServeAsync(p, stderr, controlStop.Token);
+            var control = PoolControl.ServeAsync(tracked, stderr, controlStop.Token);
             var where = string.Join(" and ", new[] { server.TcpEndPoint?.ToString(), server.UnixSocketPath }.Where(s => s is not null));
             stderr.WriteLine($"serving {p.Volumes.Count} volumes of pool {p.Directory} over NBD on {where}");
             stdout.WriteLine($"listening {where}");

@@ -1,0 +1,141 @@
+using BackupAppliance.Core;
+using BackupAppliance.Era;
+using BackupAppliance.Era.Tracking;
+using BackupAppliance.TestSupport;
+using BackupAppliance.Thin.Pool;
+
+namespace BackupAppliance.ChangeTracking.Tests;
+
+public sealed class EraTrackedVolumeTests
+{
+    private const int BlockSize = 64 * 1024;
+
+    /// <summary>dm-era's rule: by the time a write reaches the volume below, its block's bit is committed on disk.</summary>
+    [Fact]
+    public async Task TheMarkIsCommittedBeforeTheWriteReachesTheVolume()
+    {
+        using var dir = Tool.TempDir();
+        string eraFile = dir.File("v.era");
+        var inner = new MemoryBlockVolume("v", 64L * BlockSize, BlockSize);
+        using var tracker = EraTracker.Create(eraFile, BlockSize, inner.Size, new EraTrackerOptions { DigestInterval = TimeSpan.Zero });
+        var seen = new List<(long Offset, List<(uint, uint)> Committed)>();
+        var probe = new ProbeVolume(inner, offset =>
+        {
+            // What a crash right now would leave: a copy of the file opened as the kernel would after a crash.
+            string copy = dir.File($"copy-{seen.Count}.era");
+            File.Copy(eraFile, copy, overwrite: true);
+            using var md = EraMetadata.Open(copy, EraOpenMode.Activate);
+            var runs = new List<(uint, uint)>();
+            md.WrittenSince(tracker.CurrentEra, (f, e) => runs.Add((f, e)));
+            seen.Add((offset, runs));
+        });
+        var v = new EraTrackedVolume(probe, tracker);
+        await v.WriteAsync(5L * BlockSize + 100, new byte[10], fua: false, CancellationToken.None);
+        await v.WriteAsync(9L * BlockSize - 1, new byte[2], fua: false, CancellationToken.None); // spans blocks 8 and 9
+        Assert.Equal(2, seen.Count);
+        Assert.Contains((5u, 6u), seen[0].Committed);
+        Assert.Contains(seen[1].Committed, r => r.Item1 <= 5 && r.Item2 >= 6);
+        Assert.Contains(seen[1].Committed, r => r.Item1 <= 8 && r.Item2 >= 10);
+    }
+
+    [Fact]
+    public async Task DiscardsAndZeroingMarkOnlyBlocksWhoseContentTheyChange()
+    {
+        using var dir = Tool.TempDir();
+        await using var pool = TrackedPool.Create(dir.File("pool"), 64L << 20, new PoolSettings { DataBlockSize = BlockSize }, commitInterval: TimeSpan.Zero);
+        var v = pool.CreateVolume("v", 32L * BlockSize);
+        await v.WriteAsync(2L * BlockSize, new byte[BlockSize], fua: false, CancellationToken.None); // block 2 mapped (zeroes)
+        await v.WriteAsync(6L * BlockSize, new byte[] { 7 }, fua: false, CancellationToken.None);      // block 6 mapped
+        var snap = await pool.SnapshotAsync("v", "s", CancellationToken.None);
+        uint era = (uint)snap.ChangeEpoch!.Value;
+        await v.DiscardAsync(0, 5L * BlockSize, fua: false, CancellationToken.None);                 // unmaps block 2 only
+        await v.DiscardAsync(6L * BlockSize + 1, BlockSize, fua: false, CancellationToken.None);     // partial: nothing
+        await v.WriteZeroesAsync(10L * BlockSize, 3L * BlockSize, noHole: false, fua: false, CancellationToken.None); // holes: nothing
+        await v.WriteZeroesAsync(20L * BlockSize, 100, noHole: true, fua: false, CancellationToken.None);             // provisions block 20
+        var set = await pool.ChangesSinceEraAsync("v", era, asOf: null, CancellationToken.None);
+        Assert.Equal(new long[] { 2 }, set.Blocks(unmapped: true).ToArray());
+        Assert.Equal(new long[] { 20 }, set.Blocks(unmapped: false).ToArray());
+    }
+
+    /// <summary>
+    /// Snapshots taken while writers run: the checkpoint holds writes back, so each write lands on
+    /// exactly one side, and the era set since a snapshot equals the diff to the next one.
+    /// </summary>
+    [Fact]
+    public async Task CheckpointsUnderConcurrentWritesSplitTheWritesExactly()
+    {
+        using var dir = Tool.TempDir();
+        await using var pool = TrackedPool.Create(dir.File("pool"), 512L << 20, new PoolSettings { DataBlockSize = BlockSize }, commitInterval: TimeSpan.FromMilliseconds(10));
+        var v = pool.CreateVolume("v", 256L * BlockSize);
+        using var stop = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 6).Select(w => Task.Run(async () =>
+        {
+            var rng = new Random(w);
+            var buf = new byte[4096];
+            while (!stop.IsCancellationRequested)
+            {
+                rng.NextBytes(buf);
+                await v.WriteAsync(rng.NextInt64(256) * BlockSize + rng.Next(BlockSize - 4096), buf, fua: false, CancellationToken.None);
+            }
+        })).ToArray();
+        var snaps = new List<Thin.Pool.VolumeEntry>();
+        for (int i = 0; i < 6; i++)
+        {
+            await Task.Delay(30);
+            snaps.Add(await pool.SnapshotAsync("v", $"s{i}", CancellationToken.None));
+        }
+        stop.Cancel();
+        await Task.WhenAll(writers);
+        for (int i = 0; i + 1 < snaps.Count; i++)
+        {
+            var byEra = await pool.ChangesSinceEraAsync("v", (uint)snaps[i].ChangeEpoch!.Value, asOf: snaps[i + 1].Name, CancellationToken.None);
+            var byDiff = pool.ChangesSinceSnapshot(snaps[i + 1].Name, snaps[i].Name);
+            Assert.NotEmpty(byDiff.Extents);
+            Assert.Equal(byDiff.Blocks(unmapped: false).Order(), byEra.Blocks(unmapped: false).Order());
+        }
+    }
+
+    [Fact]
+    public async Task AVolumeReopenedAfterACleanCloseKeepsItsChangesAndStartsANewEra()
+    {
+        using var dir = Tool.TempDir();
+        string poolDir = dir.File("pool");
+        uint era;
+        await using (var pool = TrackedPool.Create(poolDir, 64L << 20, new PoolSettings { DataBlockSize = BlockSize }, commitInterval: TimeSpan.Zero))
+        {
+            var v = pool.CreateVolume("v", 16L * BlockSize);
+            era = pool.Status("v").CurrentEra!.Value;
+            await v.WriteAsync(3L * BlockSize, new byte[] { 1 }, fua: false, CancellationToken.None);
+        }
+        await using (var pool = TrackedPool.Open(poolDir, commitInterval: TimeSpan.Zero))
+        {
+            Assert.Equal(era, pool.Status("v").CurrentEra); // read-only until a write path opens the volume
+            var v = pool.OpenVolume("v");
+            Assert.True(pool.Status("v").CurrentEra > era);
+            await v.WriteAsync(7L * BlockSize, new byte[] { 1 }, fua: false, CancellationToken.None);
+            var set = await pool.ChangesSinceEraAsync("v", era, asOf: null, CancellationToken.None);
+            Assert.Equal(new long[] { 3, 7 }, set.Blocks().ToArray());
+            var later = await pool.ChangesSinceEraAsync("v", pool.Status("v").CurrentEra!.Value, asOf: null, CancellationToken.None);
+            Assert.Equal(new long[] { 7 }, later.Blocks().ToArray());
+        }
+    }
+
+    /// <summary>Calls a probe before each write is passed down.</summary>
+    private sealed class ProbeVolume(IBlockVolume inner, Action<long> beforeWrite) : IBlockVolume
+    {
+        public string Name => inner.Name;
+        public long Size => inner.Size;
+        public int BlockSize => inner.BlockSize;
+        public bool IsReadOnly => inner.IsReadOnly;
+        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct) => inner.ReadAsync(offset, buffer, ct);
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+        {
+            beforeWrite(offset);
+            return inner.WriteAsync(offset, data, fua, ct);
+        }
+        public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken ct) => inner.DiscardAsync(offset, length, fua, ct);
+        public ValueTask WriteZeroesAsync(long offset, long length, bool noHole, bool fua, CancellationToken ct) => inner.WriteZeroesAsync(offset, length, noHole, fua, ct);
+        public ValueTask FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public ValueTask<IReadOnlyList<VolumeExtent>> GetAllocationAsync(long offset, long length, CancellationToken ct) => inner.GetAllocationAsync(offset, length, ct);
+    }
+}
