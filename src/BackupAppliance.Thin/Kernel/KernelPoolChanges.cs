@@ -55,7 +55,9 @@ public sealed class KernelPoolChanges
             if (before.Mode == KernelPoolMode.ReadOnly)
                 throw new KernelPoolException(KernelPoolError.PoolReadOnly,
                     $"thin pool {_pool.Name} is read-only{(before.NeedsCheck ? " and needs_check is set" : "")}: the kernel refuses reserve_metadata_snap; repair the pool first");
-            await _pool.ReserveMetadataSnapshotAsync(ct).ConfigureAwait(false);
+            // Not cancellable: dmsetup killed after the kernel took the message would leave a
+            // snapshot held that this sequence does not know to release.
+            await _pool.ReserveMetadataSnapshotAsync(CancellationToken.None).ConfigureAwait(false);
             reserved = true;
         }
 
