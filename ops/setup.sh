@@ -61,6 +61,7 @@ packages=(
   e2fsprogs                 # mkfs.ext4 etc. for filesystem-level checks
   fio                       # I/O load generation
   util-linux                # losetup, blkdiscard, flock
+  dmsetup                   # kernel (LVM) thin pools: metadata snapshot messages and status
   procps                    # pgrep/ps for daemon tests
 )
 command -v dpkg-query >/dev/null || die "dpkg-query not found: this script expects Debian 12 (bookworm)"

@@ -30,7 +30,7 @@ public sealed class BlockManager : IDisposable
         _capacity = Math.Max(64, cacheBlocks);
         _file = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
             FileShare.ReadWrite, FileOptions.None);
-        NrBlocks = (ulong)(RandomAccess.GetLength(_file) / BlockSize);
+        NrBlocks = (ulong)(DeviceLength.Of(_file, path) / BlockSize);
     }
 
     public string Path { get; }
