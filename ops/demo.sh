@@ -44,7 +44,9 @@ head -c $((16 << 20)) /dev/urandom > "$img"
 truncate -s 64M "$img"
 "$root/ops/bapp" pool create --pool "$pool" --data-size 1G
 "$root/ops/bapp" vol import --pool "$pool" disk --from "$img" 2>/dev/null
-"$root/ops/bapp" vol snapshot --pool "$pool" disk disk-snap
+snap_out=$("$root/ops/bapp" vol snapshot --pool "$pool" disk disk-snap)
+echo "$snap_out"
+era=$(sed -n 's/.*era \([0-9]*\) and later.*/\1/p' <<<"$snap_out")
 "$root/ops/bapp" serve --pool "$pool" --listen 127.0.0.1:0 > "$root/.demo/serve.out" 2> "$root/.demo/serve.log" &
 serve_pid=$!
 trap 'kill -TERM $serve_pid 2>/dev/null || true' EXIT
@@ -56,6 +58,10 @@ echo "== write through NBD, then compare: the snapshot still holds the image"
 qemu-io -f raw "nbd://127.0.0.1:$port/disk" -c "write -P 0x5a 0 1M" | head -1
 qemu-img convert -f raw -O raw "nbd://127.0.0.1:$port/disk-snap" "$root/.demo/snap.raw"
 cmp "$img" "$root/.demo/snap.raw" && echo "snapshot = original image (sha256 $(sha256sum < "$img" | cut -c1-16)...)"
+echo "== what changed since the snapshot: by era $era (needs no old snapshot) and by snapshot diff; both must agree"
+"$root/ops/bapp" vol changes --pool "$pool" disk --since-era "$era" | tee "$root/.demo/changes-era.txt"
+"$root/ops/bapp" vol changes --pool "$pool" disk --since-snapshot disk-snap > "$root/.demo/changes-diff.txt"
+cmp "$root/.demo/changes-era.txt" "$root/.demo/changes-diff.txt" && echo "change set by era = change set by snapshot diff"
 echo "== allocation map of the volume (only provisioned blocks are data)"
 nbdinfo --map "nbd://127.0.0.1:$port/disk"
 kill -TERM $serve_pid
