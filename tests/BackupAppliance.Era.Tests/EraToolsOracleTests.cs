@@ -69,6 +69,17 @@ public sealed class EraToolsOracleTests : IDisposable
         // The documented --logical quirk: block 12 is in the writesets of eras 3 and 4 and shows era 3.
         Assert.Contains("    <era block=\"12\" era=\"3\"/>\n", OurDump(real, logical: true));
 
+        // The engine activates a file the real tool wrote; its answers equal era_invalidate's.
+        using (var md = EraMetadata.Open(real, EraOpenMode.Activate))
+        {
+            Assert.Equal(6u, md.CurrentEra);
+            Assert.Equal([3u, 4u], md.ArchivedEras);
+            for (uint era = 0; era <= 7; era++)
+                Assert.Equal(EraOracle.Invalidate(real, era), EraModel.Runs(md, era));
+        }
+        EraOracle.AssertCheckPasses(real, "era.xml activated by the engine");
+        EraRefAudit.Verify(real, "era.xml activated by the engine");
+
         string ours = _dir.Sparse("sample-ours.bin", 4L << 20);
         var restore = Tool.Bapp("era", "restore", "-i", xml, "-o", ours);
         Assert.True(restore.ExitCode == 0, restore.Stderr);
