@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BackupAppliance.Cli.Commands;
+using BackupAppliance.Cli.Commands.Era;
 using BackupAppliance.Cli.Commands.Pool;
 using BackupAppliance.Cli.Commands.Serve;
 
@@ -20,6 +21,12 @@ public static class BappApp
         thin.Subcommands.Add(ThinCheckCommand.Create(stdout, stderr));
         thin.Subcommands.Add(ThinLsCommand.Create(stdout, stderr));
         root.Subcommands.Add(thin);
+        var era = new Command("era", "Tools on kernel-format dm-era metadata files (like era_dump, era_invalidate, era_restore, era_check)");
+        era.Subcommands.Add(EraDumpCommand.Create(stdout, stderr));
+        era.Subcommands.Add(EraInvalidateCommand.Create(stdout, stderr));
+        era.Subcommands.Add(EraRestoreCommand.Create(stdout, stderr));
+        era.Subcommands.Add(EraCheckCommand.Create(stdout, stderr));
+        root.Subcommands.Add(era);
         var pool = new Command("pool", "Thin pools in a folder: create, status, resize, check");
         pool.Subcommands.Add(PoolCreateCommand.Create(stdout, stderr));
         pool.Subcommands.Add(PoolStatusCommand.Create(stdout, stderr));

@@ -17,8 +17,8 @@ public sealed class EraMetadata : IDisposable
     /// <summary>nr_blocks is a u32 on disk and the kernel keeps it below 2^31.</summary>
     public const uint MaxNrBlocks = int.MaxValue;
 
-    private const int WordsPerBitsetBlock = (BlockChecksum.BlockSize - ArrayTree.HeaderSize) / sizeof(ulong);
-    private const int ErasPerArrayBlock = (BlockChecksum.BlockSize - ArrayTree.HeaderSize) / sizeof(uint);
+    private static readonly int WordsPerBitsetBlock = EraLayout.WordsPerBitsetBlock;
+    private static readonly int ErasPerArrayBlock = EraLayout.ErasPerArrayBlock;
 
     private readonly BlockManager _bm;
     private readonly TransactionManager _tm;
@@ -68,8 +68,8 @@ public sealed class EraMetadata : IDisposable
     public static long DefaultFileSize(uint nrBlocks)
     {
         static ulong WithIndex(ulong blocks) => blocks + (blocks + 83) / 84 + 2; // + btree nodes at min occupancy
-        ulong arrayBlocks = WithIndex(((ulong)nrBlocks + ErasPerArrayBlock - 1) / ErasPerArrayBlock);
-        ulong writesetBlocks = WithIndex((Bitset.WordsFor(nrBlocks) + WordsPerBitsetBlock - 1) / WordsPerBitsetBlock);
+        ulong arrayBlocks = WithIndex(((ulong)nrBlocks + (ulong)ErasPerArrayBlock - 1) / (ulong)ErasPerArrayBlock);
+        ulong writesetBlocks = WithIndex((Bitset.WordsFor(nrBlocks) + (ulong)WordsPerBitsetBlock - 1) / (ulong)WordsPerBitsetBlock);
         ulong blocks = 2 * (arrayBlocks + 8 * writesetBlocks) + 1024;
         blocks += blocks / SpaceMap.EntriesPerBitmap + 4; // space map bitmaps and index
         return (long)Math.Min(blocks, MetadataSpaceMap.MaxBlocks) * BlockChecksum.BlockSize;
@@ -92,26 +92,17 @@ public sealed class EraMetadata : IDisposable
 
         using (var f = new FileStream(path, FileMode.Create, FileAccess.Write))
             f.SetLength(size);
-        var md = new EraMetadata(new BlockManager(path, writable: true), EraOpenMode.Activate);
+        EraMetadata? md = null;
         try
         {
-            md._msm = MetadataSpaceMap.Create(md._tm, Math.Min(md._bm.NrBlocks, MetadataSpaceMap.MaxBlocks));
-            md.BuildStructures();
-            var sb = EraSuperblock.CreateEmpty();
-            sb.DataBlockSize = dataBlockSizeSectors;
-            sb.NrBlocks = nrBlocks;
-            sb.WritesetTreeRoot = md._writesets.CreateEmpty();
-            sb.EraArrayRoot = md._eraArray.Create(nrBlocks, stackalloc byte[sizeof(uint)]);
-            md._sb = sb;
-            md.ResetInCore();
+            md = Format(path, dataBlockSizeSectors, nrBlocks, currentEra: 0, uuid: default);
             md.Rollover();
             md.Commit();
             return md;
         }
         catch
         {
-            md._failure = "create failed";
-            md._bm.Dispose();
+            md?.Close();
             ZeroSuperblock(path);
             throw;
         }
@@ -179,7 +170,7 @@ public sealed class EraMetadata : IDisposable
     private void LoadCurrentWriteset()
     {
         uint limit = Math.Min(_sb.CurrentWritesetBits, _sb.NrBlocks);
-        VisitBitsetWords(_sb.CurrentWritesetRoot, limit, (w, bits) =>
+        VisitBitsetWords(_sb.CurrentEra, new Writeset(_sb.CurrentWritesetBits, _sb.CurrentWritesetRoot), limit, (w, bits) =>
         {
             _inCore[w] = bits;
             _onDisk[w] = bits;
@@ -458,13 +449,13 @@ public sealed class EraMetadata : IDisposable
                     w &= w - 1;
                     if (b >= limit)
                         break;
-                    ulong eb = b / ErasPerArrayBlock;
+                    ulong eb = b / (ulong)ErasPerArrayBlock;
                     if (eb != eraBlockIndex)
                     {
                         eraBlock = _eraArray.WritableBlock(ref root, eb);
                         eraBlockIndex = eb;
                     }
-                    BinaryPrimitives.WriteUInt32LittleEndian(eraBlock.Span[(int)(b % ErasPerArrayBlock * sizeof(uint))..], d.Era);
+                    BinaryPrimitives.WriteUInt32LittleEndian(eraBlock.Span[(int)(b % (ulong)ErasPerArrayBlock * sizeof(uint))..], d.Era);
                 }
             }
             d.NextWord = wordBase + (ulong)nr;
@@ -520,11 +511,11 @@ public sealed class EraMetadata : IDisposable
         if (anyArchived ? era < lowest : era < CurrentEra)
             AddEraArray(era, set);
         uint nrBlocks = NrBlocks;
-        VisitArchived(era, (key, ws) =>
+        VisitArchived(era, (e, ws) =>
         {
-            if (key >= before)
+            if (e >= before)
                 return false;
-            VisitBitsetWords(ws.Root, Math.Min(ws.NrBits, nrBlocks), set.AddWord);
+            VisitBitsetWords(e, ws, Math.Min(ws.NrBits, nrBlocks), set.AddWord);
             return true;
         });
         if (CurrentEra >= era && CurrentEra < before)
@@ -541,12 +532,12 @@ public sealed class EraMetadata : IDisposable
     {
         var below = new HashSet<ulong>(); // locations whose values are all < era (shared fill blocks repeat)
         uint nrBlocks = NrBlocks;
-        _eraArray.VisitBlockRange(_sb.EraArrayRoot, 0, ulong.MaxValue, (k, loc, values) =>
+        ArrayWalk.Blocks(_eraArray, _sb.EraArrayRoot, nrBlocks, "era array", (k, loc, values) =>
         {
             if (below.Contains(loc))
                 return true;
             bool any = false;
-            ulong first = k * ErasPerArrayBlock;
+            ulong first = k * (ulong)ErasPerArrayBlock;
             for (int i = 0; i * sizeof(uint) < values.Length; i++)
             {
                 if (BinaryPrimitives.ReadUInt32LittleEndian(values[(i * sizeof(uint))..]) >= era && first + (ulong)i < nrBlocks)
@@ -561,12 +552,15 @@ public sealed class EraMetadata : IDisposable
         });
     }
 
-    /// <summary>Calls <paramref name="word"/> for every non-zero word of a bitset, masked to <paramref name="nrBits"/>; skips repeated all-zero blocks.</summary>
-    private void VisitBitsetWords(ulong root, uint nrBits, Action<uint, ulong> word)
+    /// <summary>
+    /// Calls <paramref name="word"/> for every non-zero word of a writeset's bitset, masked to the first
+    /// <paramref name="nrBits"/> bits; skips repeated all-zero blocks (a fresh writeset's fill block).
+    /// </summary>
+    private void VisitBitsetWords(uint era, Writeset ws, uint nrBits, Action<uint, ulong> word)
     {
         var zero = new HashSet<ulong>();
         ulong words = Bitset.WordsFor(nrBits);
-        _bitset.Words.VisitBlockRange(root, 0, ulong.MaxValue, (k, loc, values) =>
+        ArrayWalk.Blocks(_bitset.Words, ws.Root, Bitset.WordsFor(ws.NrBits), $"writeset of era {era}", (k, loc, values) =>
         {
             if (zero.Contains(loc))
                 return true;
@@ -644,6 +638,99 @@ public sealed class EraMetadata : IDisposable
         Commit();
     }
 
+    // ---------------------------------------------------------------- restore (era_restore)
+
+    /// <summary>
+    /// Formats metadata in an existing file for a restore: the given era, uuid and data block size, no
+    /// current writeset, an era array of zeroes. Nothing is durable until <see cref="Commit"/>; the
+    /// instance is then closed with <see cref="Close"/> (no archive, no new era).
+    /// </summary>
+    internal static EraMetadata Format(string path, uint dataBlockSizeSectors, uint nrBlocks, uint currentEra, ReadOnlySpan<byte> uuid)
+    {
+        var md = new EraMetadata(new BlockManager(path, writable: true), EraOpenMode.Activate);
+        try
+        {
+            md._msm = MetadataSpaceMap.Create(md._tm, Math.Min(md._bm.NrBlocks, MetadataSpaceMap.MaxBlocks));
+            md.BuildStructures();
+            var sb = EraSuperblock.CreateEmpty();
+            sb.SetUuid(uuid);
+            sb.DataBlockSize = dataBlockSizeSectors;
+            sb.NrBlocks = nrBlocks;
+            sb.CurrentEra = currentEra;
+            sb.WritesetTreeRoot = md._writesets.CreateEmpty();
+            sb.EraArrayRoot = md._eraArray.Create(nrBlocks, stackalloc byte[sizeof(uint)]);
+            md._sb = sb;
+            md.ResetInCore();
+            return md;
+        }
+        catch
+        {
+            md.Close();
+            throw;
+        }
+    }
+
+    /// <summary>Adds an archived writeset of <paramref name="nrBits"/> bits with the given non-zero words (restore).</summary>
+    internal void RestoreWriteset(uint era, uint nrBits, IReadOnlyDictionary<uint, ulong> words)
+    {
+        RequireWritable();
+        try
+        {
+            ulong root = _bitset.Create(nrBits);
+            var order = words.Keys.ToArray();
+            Array.Sort(order);
+            Memory<byte> block = default;
+            ulong blockIndex = ulong.MaxValue;
+            foreach (uint w in order)
+            {
+                ulong k = w / (ulong)WordsPerBitsetBlock;
+                if (k != blockIndex)
+                {
+                    block = _bitset.Words.WritableBlock(ref root, k);
+                    blockIndex = k;
+                }
+                BinaryPrimitives.WriteUInt64LittleEndian(block.Span[((int)(w % (ulong)WordsPerBitsetBlock) * sizeof(ulong))..], words[w]);
+            }
+            Span<byte> v = stackalloc byte[Writeset.Size];
+            new Writeset(nrBits, root).Write(v);
+            ulong tree = _sb.WritesetTreeRoot;
+            _writesets.Insert(ref tree, era, v);
+            _sb.WritesetTreeRoot = tree;
+            _bm.Trim();
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
+    }
+
+    /// <summary>
+    /// The u32 eras of era-array block <paramref name="arrayBlock"/>, writable (restore); valid until the
+    /// next change to the metadata.
+    /// </summary>
+    internal Memory<byte> WritableEraBlock(ulong arrayBlock)
+    {
+        RequireWritable();
+        try
+        {
+            ulong root = _sb.EraArrayRoot;
+            var block = _eraArray.WritableBlock(ref root, arrayBlock);
+            _sb.EraArrayRoot = root;
+            return block;
+        }
+        catch (Exception e) when (Poison(e))
+        {
+            throw; // not reached: Poison only records the failure
+        }
+    }
+
+    /// <summary>Closes the file without archiving or committing anything further.</summary>
+    internal void Close()
+    {
+        _failure ??= "closed";
+        Dispose();
+    }
+
     // ---------------------------------------------------------------- plumbing
 
     private void CheckRange(uint first, uint end)
@@ -673,7 +760,8 @@ public sealed class EraMetadata : IDisposable
         return false;
     }
 
-    private static void ZeroSuperblock(string path)
+    /// <summary>Zeroes block 0 so a half-written file is never taken for metadata (the tools do the same).</summary>
+    internal static void ZeroSuperblock(string path)
     {
         using var f = new FileStream(path, FileMode.Open, FileAccess.Write);
         f.Write(new byte[BlockChecksum.BlockSize]);

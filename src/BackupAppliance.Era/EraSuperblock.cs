@@ -39,6 +39,28 @@ public sealed class EraSuperblock
     public uint Flags => U32(4);
     public ulong BlockNr => U64(8);
     public ReadOnlySpan<byte> Uuid => _raw.AsSpan(16, 16);
+
+    /// <summary>Copies up to 16 bytes into the uuid field (era_restore copies the XML uuid string's bytes).</summary>
+    public void SetUuid(ReadOnlySpan<byte> bytes)
+    {
+        var u = _raw.AsSpan(16, 16);
+        u.Clear();
+        bytes[..Math.Min(16, bytes.Length)].CopyTo(u);
+    }
+
+    /// <summary>
+    /// The uuid as the tools print it: the bytes from offset 16 up to the first zero, read as a C string
+    /// (a 16-byte uuid with no terminator runs on into the magic, as in era_dump 0.9.0).
+    /// </summary>
+    public string UuidText
+    {
+        get
+        {
+            var rest = _raw.AsSpan(16);
+            int end = rest.IndexOf((byte)0);
+            return System.Text.Encoding.Latin1.GetString(end < 0 ? rest : rest[..end]);
+        }
+    }
     public ulong MagicField { get => U64(32); set => SetU64(32, value); }
     public uint VersionField { get => U32(40); set => SetU32(40, value); }
     public SpaceMapRoot MetadataSpaceMapRoot { get => SpaceMapRoot.Read(_raw.AsSpan(44)); set => value.Write(_raw.AsSpan(44)); }
@@ -51,6 +73,18 @@ public sealed class EraSuperblock
     public ulong WritesetTreeRoot { get => U64(200); set => SetU64(200, value); }
     public ulong EraArrayRoot { get => U64(208); set => SetU64(208, value); }
     public ulong MetadataSnap { get => U64(216); set => SetU64(216, value); }
+
+    /// <summary>
+    /// What the tools' superblock validator checks: the checksum only (not blocknr, magic or version),
+    /// with their message.
+    /// </summary>
+    public static EraSuperblock ReadChecksummed(byte[] raw)
+    {
+        uint want = BlockChecksum.Compute(raw, BlockKinds.Salt(BlockKind.EraSuperblock));
+        if (BlockChecksum.Stored(raw) != want)
+            throw new CorruptMetadataException(0, "bad checksum in superblock");
+        return new EraSuperblock(raw);
+    }
 
     /// <summary>
     /// Reads and checks a superblock (or a snapshot copy at <paramref name="location"/>): checksum and

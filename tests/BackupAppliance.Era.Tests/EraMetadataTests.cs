@@ -273,6 +273,88 @@ public sealed class EraMetadataTests : IDisposable
         _out.WriteLine($"create 16M blocks: {sw.ElapsedMilliseconds} ms, {allocated} bytes allocated");
         EraOracle.AssertCheckPasses(path, "16M blocks");
         Assert.Equal([(12345u, 12400u), (blocks - 1, blocks)], EraOracle.Invalidate(path, 1));
+
+        // Five more eras of scattered writes: "written since" follows the writesets, not the volume.
+        var rng = new Random(8);
+        var expected = new SortedSet<uint> { blocks - 1 };
+        for (uint b = 12345; b < 12400; b++)
+            expected.Add(b);
+        using (var md = EraMetadata.Open(path, EraOpenMode.Activate))
+        {
+            for (int era = 0; era < 5; era++)
+            {
+                for (int i = 0; i < 1000; i++)
+                {
+                    uint b = (uint)rng.Next((int)blocks);
+                    md.Mark(b, b + 1);
+                    expected.Add(b);
+                }
+                md.Checkpoint();
+            }
+            sw.Restart();
+            var got = new List<uint>();
+            md.WrittenSince(1, (f, e) => { for (uint b = f; b < e; b++) got.Add(b); });
+            long since = sw.ElapsedMilliseconds;
+            Assert.Equal(expected.ToList(), got);
+            sw.Restart();
+            while (md.DigestStep(md.CurrentEra)) { }
+            md.Commit();
+            long digest = sw.ElapsedMilliseconds;
+            _out.WriteLine($"16M blocks, 7 archived writesets, {expected.Count} blocks: WrittenSince {since} ms; digest of all {digest} ms");
+        }
+        EraOracle.AssertCheckPasses(path, "16M blocks, digested");
+    }
+
+    [Fact]
+    public async Task IsMarked_FromAnotherThread_NeverSeesABitBeforeItsCommitStarted()
+    {
+        string path = _dir.File("era.bin");
+        const uint blocks = 4096;
+        using var md = EraMetadata.Create(path, 128, blocks);
+        // Per block: the era whose commit has been entered for it (written by the writer before Commit).
+        var committing = new int[blocks];
+        int era = (int)md.CurrentEra;
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var stop = new CancellationTokenSource();
+        long reads = 0;
+        var reader = Task.Run(() =>
+        {
+            var rng = new Random(5);
+            while (!stop.IsCancellationRequested)
+            {
+                uint b = (uint)rng.Next((int)blocks);
+                int eraBefore = Volatile.Read(ref era);
+                bool marked = md.IsMarked(b);
+                int started = Volatile.Read(ref committing[b]);
+                // The era counter below moves only after a checkpoint swapped the in-core bits, so the
+                // bits read belong to an era ≥ eraBefore, whose commit for b must have started.
+                if (marked && started < eraBefore)
+                    failures.Add($"block {b} marked in era {eraBefore} before its commit started (started {started})");
+                reads++;
+            }
+        });
+        var wrng = new Random(6);
+        for (int round = 0; round < 300; round++)
+        {
+            var batch = new List<uint>();
+            for (int i = 0; i < 20; i++)
+            {
+                uint b = (uint)wrng.Next((int)blocks);
+                md.Mark(b, b + 1);
+                batch.Add(b);
+            }
+            foreach (uint b in batch)
+                Volatile.Write(ref committing[b], era);
+            md.Commit();
+            foreach (uint b in batch)
+                Assert.True(md.IsMarked(b));
+            if (round % 50 == 49)
+                Volatile.Write(ref era, (int)md.Checkpoint());
+        }
+        stop.Cancel();
+        await reader;
+        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+        _out.WriteLine($"{reads} concurrent IsMarked reads");
     }
 
     [Fact]

@@ -105,7 +105,7 @@ public sealed class RawBTreeWalker
             return NodeInfo.Unreadable(role);
         }
         var node = new BTreeNode(data);
-        string? hard = BlockChecksum.Problem(data, block, BlockKind.BTreeNode) ?? HardProblem(data, role);
+        string? hard = BlockChecksum.Problem(data, block, BlockKind.BTreeNode) ?? BTreeNodeRules.HeaderProblem(data, role.LeafValueSize());
         if (hard is not null)
         {
             Report(block, hard);
@@ -114,19 +114,12 @@ public sealed class RawBTreeWalker
         }
 
         int nr = node.NrEntries, max = node.MaxEntries;
-        bool underfull = !isRoot && nr < max / 3;
+        bool underfull = BTreeNodeRules.IsUnderfull(nr, max, isRoot);
         if (underfull)
-            Report(block, TooFewEntries(nr, max), fatal: true);
-        for (int i = 1; i < nr; i++)
-        {
-            if (node.Key(i) <= node.Key(i - 1))
-            {
-                Report(block, $"keys are out of order, {node.Key(i)} <= {node.Key(i - 1)}");
-                break;
-            }
-        }
-        if (nr > 0 && parentKey is ulong pk && pk > node.Key(0))
-            Report(block, $"parent key mismatch: parent was {pk}, but lowest in node was {node.Key(0)}");
+            Report(block, BTreeNodeRules.TooFewEntries(nr, max), fatal: true);
+        ReportIf(block, BTreeNodeRules.KeyOrderProblem(node));
+        if (nr > 0)
+            ReportIf(block, BTreeNodeRules.ParentKeyProblem(parentKey, node.Key(0)));
 
         TreeSummary summary;
         if (node.Flags == BTreeNode.LeafFlag)
@@ -187,10 +180,10 @@ public sealed class RawBTreeWalker
         if (!known.Readable)
             return TreeSummary.Damaged; // reported on the first visit
         // The node was judged in its first context; only what depends on the new parent is left.
-        if (!isRoot && !known.ReportedUnderfull && known.NrEntries < known.MaxEntries / 3)
-            Report(block, TooFewEntries(known.NrEntries, known.MaxEntries), fatal: true);
-        if (known.NrEntries > 0 && parentKey is ulong pk && pk > known.FirstKey)
-            Report(block, $"parent key mismatch: parent was {pk}, but lowest in node was {known.FirstKey}");
+        if (!known.ReportedUnderfull && BTreeNodeRules.IsUnderfull(known.NrEntries, known.MaxEntries, isRoot))
+            Report(block, BTreeNodeRules.TooFewEntries(known.NrEntries, known.MaxEntries), fatal: true);
+        if (known.NrEntries > 0)
+            ReportIf(block, BTreeNodeRules.ParentKeyProblem(parentKey, known.FirstKey));
         if (known.Summary.LowestKey is ulong low)
         {
             CheckLeafOrder(block, walk, low);
@@ -201,33 +194,14 @@ public sealed class RawBTreeWalker
 
     private void CheckLeafOrder(ulong block, WalkState walk, ulong first)
     {
-        if (walk.LastLeafKey is ulong last && last >= first)
-            Report(block, $"the last key of the previous leaf was {last} and the first key of this leaf is {first}");
+        ReportIf(block, BTreeNodeRules.LeafOrderProblem(walk.LastLeafKey, first));
     }
 
-    /// <summary>Header problems that make the node's entries meaningless (thin_check stops at these too).</summary>
-    private static string? HardProblem(ReadOnlySpan<byte> data, TreeRole role)
+    private void ReportIf(ulong block, string? problem)
     {
-        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
-        uint nr = BinaryPrimitives.ReadUInt32LittleEndian(data[16..]);
-        uint max = BinaryPrimitives.ReadUInt32LittleEndian(data[20..]);
-        uint valueSize = BinaryPrimitives.ReadUInt32LittleEndian(data[24..]);
-        if (flags != BTreeNode.InternalFlag && flags != BTreeNode.LeafFlag)
-            return $"bad btree node flags {flags} (expected {BTreeNode.InternalFlag} = internal or {BTreeNode.LeafFlag} = leaf)";
-        uint expected = flags == BTreeNode.InternalFlag ? 8u : (uint)role.LeafValueSize();
-        if (valueSize != expected)
-            return $"value size mismatch: expected {expected}, but got {valueSize}";
-        if ((8UL + valueSize) * max + BTreeNode.HeaderSize > BlockChecksum.BlockSize)
-            return $"max entries too large: {max}";
-        if (max % 3 != 0)
-            return $"max entries is not divisible by 3: {max}";
-        if (nr > max)
-            return $"bad nr_entries: {nr} > max_entries {max}";
-        return null;
+        if (problem is not null)
+            Report(block, problem);
     }
-
-    private static string TooFewEntries(int nr, int max) =>
-        $"too few entries in btree_node: {nr}, expected at least {max / 3} (max_entries = {max})";
 
     private void Report(ulong block, string what, bool fatal = true) => _report(CheckProblem.At(block, what, fatal));
 

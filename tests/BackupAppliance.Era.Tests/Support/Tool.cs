@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BackupAppliance.Cli;
 
 namespace BackupAppliance.Era.Tests.Support;
 
@@ -23,6 +24,15 @@ public static class Tool
         string stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
         return new Result(p.ExitCode, stdout, err.Result);
+    }
+
+    /// <summary>Runs <c>bapp</c> in-process with captured output.</summary>
+    public static Result Bapp(params string[] args)
+    {
+        var o = new StringWriter { NewLine = "\n" };
+        var e = new StringWriter { NewLine = "\n" };
+        int rc = BappApp.Run(args, o, e);
+        return new Result(rc, o.ToString(), e.ToString());
     }
 
     /// <summary>The shared oracle samples: shared/tools/oracles beside the repository.</summary>
@@ -54,6 +64,15 @@ public sealed class TempDir : IDisposable
 
     public string Path { get; }
     public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <summary>Creates a zero-filled (sparse) file of the given size.</summary>
+    public string Sparse(string name, long bytes)
+    {
+        var p = File(name);
+        using var f = new FileStream(p, FileMode.Create);
+        f.SetLength(bytes);
+        return p;
+    }
 
     public void Dispose()
     {
