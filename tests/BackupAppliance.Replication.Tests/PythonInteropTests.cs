@@ -38,8 +38,13 @@ public class PythonInteropTests(ITestOutputHelper output)
             values.Add(random.Next());
 
         var input = new StringBuilder();
+        long bytes = 0;
         foreach (var v in values)
-            input.Append(Convert.ToHexStringLower(MsgValue.Encode(v))).Append('\n');
+        {
+            var encoded = MsgValue.Encode(v);
+            bytes += encoded.Length;
+            input.Append(Convert.ToHexStringLower(encoded)).Append('\n');
+        }
         var script = MsgValue.PythonCanon + """
             for line in sys.stdin:
                 data = bytes.fromhex(line.strip())
@@ -55,7 +60,7 @@ public class PythonInteropTests(ITestOutputHelper output)
             Assert.True(MsgValue.Canon(values[i]) == parts[0], $"seed {Seed} value {i}: python read {Short(parts[0])}, we wrote {Short(MsgValue.Canon(values[i]))}");
             Assert.True(parts[1] == "same", $"seed {Seed} value {i}: python encodes {Short(MsgValue.Canon(values[i]))} differently: {Short(parts[1])}");
         }
-        output.WriteLine($"seed {Seed}: {values.Count} values, {input.Length / 2} bytes, all decoded by python and re-encoded byte for byte");
+        output.WriteLine($"seed {Seed}: {values.Count} values, {bytes} bytes, all decoded by python and re-encoded byte for byte");
     }
 
     [Fact]
