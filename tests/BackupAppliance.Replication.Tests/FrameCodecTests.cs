@@ -215,6 +215,7 @@ public class FrameCodecTests
         { "short digest", [.. Envelope("commit"), ("stream", 1L), ("last", 3L), ("digest", new byte[31])], "image digest is 31 bytes, not 32" },
         { "no extents", [.. Envelope("data"), ("stream", 1L), ("ext", Array.Empty<object?>())], "data frame has no extents" },
         { "unknown extent kind", [.. Envelope("data"), ("stream", 1L), ("ext", new object?[] { new object?[] { 9L, 0L, 4096L } })], "extent 0 has unknown kind 9" },
+        { "extent kind past a byte", [.. Envelope("data"), ("stream", 1L), ("ext", new object?[] { new object?[] { 256L, 0L, 4096L, new byte[1], new byte[32] } })], "extent 0 has unknown kind 256" },
         { "zero extent with data", [.. Envelope("data"), ("stream", 1L), ("ext", new object?[] { new object?[] { 1L, 0L, 4096L, new byte[1], new byte[32] } })], "Zero extent 0 has 5 elements, not 3" },
         { "data extent without hashes", [.. Envelope("data"), ("stream", 1L), ("ext", new object?[] { new object?[] { 0L, 0L, 4096L, new byte[1] } })], "Data extent 0 has 4 elements, not 5" },
         { "too few hashes", [.. Envelope("data"), ("stream", 1L), ("ext", new object?[] { new object?[] { 0L, 0L, 1L << 20, new byte[1], new byte[32] } })], "longer than a frame's" },

@@ -102,13 +102,11 @@ public sealed record DataFrame(ulong Stream, IReadOnlyList<WireExtent> Extents) 
             int at = r.Consumed;
             int elements = r.ReadArrayHeader();
             int kindAt = r.Consumed;
-            var kind = (ExtentKind)r.ReadUInt32();
-            int expected = kind switch
-            {
-                ExtentKind.Data => 5,
-                ExtentKind.Zero or ExtentKind.Discard => 3,
-                _ => throw new WireFormatException(WireErrorCode.Malformed, $"extent {i} has unknown kind {(uint)kind}", kindAt),
-            };
+            uint kindNumber = r.ReadUInt32();
+            if (kindNumber > (uint)ExtentKind.Discard)
+                throw new WireFormatException(WireErrorCode.Malformed, $"extent {i} has unknown kind {kindNumber}", kindAt);
+            var kind = (ExtentKind)kindNumber;
+            int expected = kind == ExtentKind.Data ? 5 : 3;
             if (elements != expected)
                 throw new WireFormatException(WireErrorCode.Malformed, $"{kind} extent {i} has {elements} elements, not {expected}", at);
             long offset = r.ReadInt64();
