@@ -1,0 +1,46 @@
+namespace BackupAppliance.Replication.Wire;
+
+/// <summary>The protocol's fixed numbers (PROTOCOL.md explains each).</summary>
+public static class WireProtocol
+{
+    /// <summary>The version this code writes and the newest it reads.</summary>
+    public const uint Version = 1;
+
+    /// <summary>
+    /// Largest encoded frame: NATS's default max_payload, so frames pass an untuned server.
+    /// </summary>
+    public const int MaxFrameBytes = 1 << 20;
+
+    /// <summary>
+    /// Most bytes of block data one data frame carries (before compression). Chosen so that data
+    /// zstd cannot shrink, with its hashes and the most extents, still encodes within <see cref="MaxFrameBytes"/>.
+    /// </summary>
+    public const int MaxFrameData = 960 * 1024;
+
+    /// <summary>Most extents in one data frame.</summary>
+    public const int MaxExtentsPerFrame = 1024;
+
+    /// <summary>Bytes of one block hash and of the image digest (SHA-256).</summary>
+    public const int HashSize = 32;
+
+    /// <summary>Smallest replication block (the unit of hashing); a power of two.</summary>
+    public const int MinBlockSize = 4096;
+
+    /// <summary>Largest replication block: one must fit a data frame.</summary>
+    public const int MaxBlockSize = 512 * 1024;
+
+    /// <summary>Longest str field (ids, names, error text), in UTF-8 bytes.</summary>
+    public const int MaxTextBytes = 1024;
+
+    /// <summary>Longest agent or volume name: they are NATS subject tokens.</summary>
+    public const int MaxNameLength = 64;
+
+    /// <summary>What a frame decoder allows; larger values are refused before anything is allocated.</summary>
+    public static MessagePackLimits FrameLimits { get; } = new()
+    {
+        MaxDepth = 4,
+        MaxStringBytes = MaxTextBytes,
+        MaxBinaryBytes = MaxFrameBytes,
+        MaxCollectionCount = MaxExtentsPerFrame,
+    };
+}
