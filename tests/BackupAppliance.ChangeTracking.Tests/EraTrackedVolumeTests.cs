@@ -120,6 +120,41 @@ public sealed class EraTrackedVolumeTests
         }
     }
 
+    /// <summary>
+    /// The background digest folds writesets older than the kept ones into the era array; answers
+    /// for old eras come from the array then and stay right (newest era wins), recent ones from writesets.
+    /// </summary>
+    [Fact]
+    public async Task DigestKeepsTheNewestWritesetsAndOldAnswersStayRight()
+    {
+        using var dir = Tool.TempDir();
+        var inner = new MemoryBlockVolume("v", 64L * BlockSize, BlockSize);
+        var options = new EraTrackerOptions { DigestInterval = TimeSpan.Zero, KeepUndigestedEras = 2, DigestBitsPerStep = 64 };
+        using var tracker = EraTracker.Create(dir.File("v.era"), BlockSize, inner.Size, options);
+        var v = new EraTrackedVolume(inner, tracker);
+        var eraOf = new Dictionary<uint, List<long>>();
+        for (int round = 0; round < 6; round++)
+        {
+            uint era = tracker.CurrentEra;
+            eraOf[era] = new List<long> { round, 10 + round, 40 };
+            foreach (long b in eraOf[era])
+                await v.WriteAsync(b * BlockSize, new byte[] { 1 }, fua: false, CancellationToken.None);
+            await tracker.CheckpointAsync(null, CancellationToken.None);
+        }
+        Assert.Equal(6, tracker.ArchivedEras.Count);
+        while (tracker.DigestStep())
+        {
+        }
+        Assert.Equal(2, tracker.ArchivedEras.Count);
+        Assert.Equal(tracker.CurrentEra - 2, tracker.ArchivedEras[0]);
+        foreach (var (era, _) in eraOf)
+        {
+            var expected = eraOf.Where(x => x.Key >= era).SelectMany(x => x.Value).Distinct().Order().ToArray();
+            var got = tracker.WrittenSince(era).SelectMany(r => Enumerable.Range((int)r.First, (int)(r.End - r.First)).Select(b => (long)b)).ToArray();
+            Assert.Equal(expected, got);
+        }
+    }
+
     /// <summary>Calls a probe before each write is passed down.</summary>
     private sealed class ProbeVolume(IBlockVolume inner, Action<long> beforeWrite) : IBlockVolume
     {

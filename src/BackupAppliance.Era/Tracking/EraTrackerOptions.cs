@@ -13,6 +13,6 @@ public sealed record EraTrackerOptions
     /// </summary>
     public uint KeepUndigestedEras { get; init; } = 64;
 
-    /// <summary>Bits digested per step, between which writes may commit their marks.</summary>
+    /// <summary>Bits digested per step (at least 64), between which writes may commit their marks.</summary>
     public int DigestBitsPerStep { get; init; } = 1 << 16;
 }
