@@ -117,6 +117,14 @@ public abstract class TransportContractTests
     }
 
     [Fact]
+    public async Task A_request_timeout_must_be_positive()
+    {
+        await using var t = await ConnectAsync();
+        var e = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await t.RequestAsync("a.b", "x"u8.ToArray(), TimeSpan.Zero));
+        Assert.Equal("timeout", e.ParamName);
+    }
+
+    [Fact]
     public async Task A_reply_subject_travels_with_a_publish()
     {
         await using var t = await ConnectAsync();
