@@ -91,6 +91,12 @@ public sealed class NatsTransport : ITransport
         {
             throw Describe($"publish to '{subject}'", e);
         }
+        catch (Exception e) when (e is IOException or NotSupportedException or ObjectDisposedException)
+        {
+            // 0.8.0 closes its stream under a publisher when it drops the connection (e.g. stale
+            // after unanswered pings); the payload may or may not have left.
+            throw new TransportException($"NATS publish to '{subject}' failed: the connection was lost while writing ({e.Message})", e);
+        }
         return ValueTask.CompletedTask;
     }
 
