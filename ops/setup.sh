@@ -63,6 +63,8 @@ packages=(
   util-linux                # losetup, blkdiscard, flock
   dmsetup                   # kernel (LVM) thin pools: metadata snapshot messages and status
   procps                    # pgrep/ps for daemon tests
+  openssl                   # test CA and certificates for the NATS TLS tests
+  iproute2                  # ss: the kernel's view of socket buffers in the NATS tests
 )
 command -v dpkg-query >/dev/null || die "dpkg-query not found: this script expects Debian 12 (bookworm)"
 
