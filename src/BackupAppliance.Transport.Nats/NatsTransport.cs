@@ -47,7 +47,7 @@ public sealed class NatsTransport : ITransport
         IConnection connection;
         try
         {
-            connection = await Task.Run(() => transport.Open(natsOptions), cancellationToken);
+            connection = await OnOwnThread("nats-connect", () => transport.Open(natsOptions)).WaitAsync(cancellationToken);
         }
         catch
         {
@@ -153,7 +153,11 @@ public sealed class NatsTransport : ITransport
         try
         {
             // Flush blocks for a server round trip in 0.8.0.
-            await Task.Run(() => connection.Flush(ms), cancellationToken);
+            await OnOwnThread("nats-flush", () =>
+            {
+                connection.Flush(ms);
+                return true;
+            }).WaitAsync(cancellationToken);
         }
         catch (NATSTimeoutException)
         {
@@ -179,10 +183,11 @@ public sealed class NatsTransport : ITransport
         if (connection is not null)
         {
             // Close joins the client's threads; not on the caller's.
-            await Task.Run(() =>
+            await OnOwnThread("nats-close", () =>
             {
                 connection.Close();
                 connection.Dispose();
+                return true;
             });
             NatsThreadPoolReserve.Return();
         }
@@ -296,6 +301,28 @@ public sealed class NatsTransport : ITransport
         NATSMaxPayloadException => new TransportException($"NATS {operation} failed: the payload is larger than the server's max_payload ({e.Message})", e),
         _ => new TransportException($"NATS {operation} failed: {e.Message}", e),
     };
+
+    // 0.8.0 connects, flushes and closes synchronously, and its connect waits on a task whose
+    // completion needs a thread-pool thread: run those blocking calls on a thread of their own, never
+    // on a pool thread (a starved pool turned a local connect into a 5 s timeout).
+    private static Task<T> OnOwnThread<T>(string name, Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                done.SetResult(work());
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        })
+        { IsBackground = true, Name = name };
+        thread.Start();
+        return done.Task;
+    }
 
     // 0.8.0 lets the stream's own errors through when the connection drops under a writer (it closes
     // the stream when a ping goes unanswered, or the peer resets it).
