@@ -4,30 +4,103 @@ using NATS.Client;
 namespace BackupAppliance.Transport.Nats;
 
 /// <summary>
-/// One subscription: NATS.Client 0.8.0 calls <see cref="OnMessage"/> on a thread of its own per
-/// subscription, in arrival order. The client resends the subscription after a reconnect.
+/// One subscription, pumped by a thread of its own. NATS.Client 0.8.0 runs each asynchronous
+/// subscription's delivery loop as a plain task that blocks a thread-pool thread for the
+/// subscription's whole life; a few of those starve the pool on a small machine (events and awaits
+/// then stall for seconds). So we take a synchronous subscription and pump it here, in arrival
+/// order. The client resends the subscription after a reconnect.
 /// </summary>
-internal sealed class NatsSubscription(string subject, TransportMessageHandler handler, TransportStateFeed feed) : IAsyncDisposable
+internal sealed class NatsSubscription : IAsyncDisposable
 {
+    // How long a pump waits for a message before it looks whether it was stopped.
+    private const int WakeMilliseconds = 1000;
+
+    private readonly ISyncSubscription _subscription;
+    private readonly string _subject;
+    private readonly TransportMessageHandler _handler;
+    private readonly TransportStateFeed _feed;
     private readonly CancellationTokenSource _stop = new();
-    private IAsyncSubscription? _subscription;
+    private readonly Thread _pump;
     private int _disposed;
 
-    public void Attach(IAsyncSubscription subscription) => _subscription = subscription;
-
-    public void OnMessage(object? sender, MsgHandlerEventArgs args)
+    public NatsSubscription(ISyncSubscription subscription, string subject, TransportMessageHandler handler, TransportStateFeed feed)
     {
-        var m = args.Message;
+        _subscription = subscription;
+        _subject = subject;
+        _handler = handler;
+        _feed = feed;
+        _pump = new Thread(Pump) { IsBackground = true, Name = "nats-sub " + subject };
+        _pump.Start();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            return;
+        await _stop.CancelAsync();
+        try
+        {
+            _subscription.Unsubscribe();
+        }
+        catch (NATSException)
+        {
+            // The connection is closed: nothing is subscribed any more.
+        }
+    }
+
+    private void Pump()
+    {
+        try
+        {
+            PumpUntilStopped();
+        }
+        catch (Exception e)
+        {
+            // Never let an exception end the process from a thread of ours.
+            _feed.Report(TransportState.Error, $"the subscription to '{_subject}' stopped: {e.Message}");
+        }
+    }
+
+    private void PumpUntilStopped()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Msg? m;
+            try
+            {
+                m = _subscription.NextMessage(WakeMilliseconds);
+            }
+            catch (NATSTimeoutException)
+            {
+                continue;
+            }
+            catch (NATSSlowConsumerException)
+            {
+                _feed.Report(TransportState.Error, $"slow consumer on '{_subject}': the client dropped messages");
+                continue;
+            }
+            catch (NATSException)
+            {
+                return; // unsubscribed, or the connection is closed
+            }
+            if (m is null)
+                return; // 0.8.0 hands out null when its queue is closed under it
+            Deliver(m);
+        }
+    }
+
+    private void Deliver(Msg m)
+    {
         if (_stop.IsCancellationRequested)
             return;
         try
         {
-            var pending = handler(new TransportMessage(m.Subject, m.Reply, m.Data ?? []), _stop.Token);
+            var pending = _handler(new TransportMessage(m.Subject, m.Reply, m.Data ?? []), _stop.Token);
             if (!pending.IsCompletedSuccessfully)
             {
-                // This is the client's own delivery thread for this subscription: waiting here is
-                // the back pressure (the client then queues up to its pending limits, then drops
-                // and reports a slow consumer). 0.8.0 has no asynchronous delivery to await instead.
+                // This thread is ours and only pumps this subscription: waiting here is the back
+                // pressure (the client queues up to its pending limits, then drops and reports a
+                // slow consumer).
                 pending.AsTask().GetAwaiter().GetResult();
             }
         }
@@ -37,25 +110,7 @@ internal sealed class NatsSubscription(string subject, TransportMessageHandler h
         }
         catch (Exception e)
         {
-            feed.Report(TransportState.Error, $"the handler of '{subject}' failed on '{m.Subject}': {e.Message}");
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 1)
-            return;
-        await _stop.CancelAsync();
-        var s = _subscription;
-        if (s is null)
-            return;
-        try
-        {
-            s.Unsubscribe();
-        }
-        catch (NATSException)
-        {
-            // The connection is closed: nothing is subscribed any more.
+            _feed.Report(TransportState.Error, $"the handler of '{_subject}' failed on '{m.Subject}': {e.Message}");
         }
     }
 }

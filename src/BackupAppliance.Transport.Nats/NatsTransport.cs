@@ -15,7 +15,10 @@ public sealed class NatsTransport : ITransport
     private readonly NatsTransportOptions _options;
     private readonly TransportStateFeed _feed;
     private readonly NatsTlsValidation? _tls;
+    private readonly TimeProvider _time;
     private IConnection? _connection;
+    private NatsRequestInbox _requests = null!;
+    private NatsSubscription? _requestSubscription;
     private int _disposed;
     private long _tunings;
     private volatile string? _tuningProblem;
@@ -23,6 +26,7 @@ public sealed class NatsTransport : ITransport
     private NatsTransport(NatsTransportOptions options, TimeProvider time)
     {
         _options = options;
+        _time = time;
         _feed = new TransportStateFeed(time);
         _tls = options.Tls ? new NatsTlsValidation(options) : null;
     }
@@ -39,16 +43,29 @@ public sealed class NatsTransport : ITransport
         var transport = new NatsTransport(options, time ?? TimeProvider.System);
         var natsOptions = transport.BuildClientOptions();
         // The 0.8.0 client connects synchronously; keep it off the caller's thread.
-        var connection = await Task.Run(() => transport.Open(natsOptions), cancellationToken);
+        NatsThreadPoolReserve.Take();
+        IConnection connection;
+        try
+        {
+            connection = await OnOwnThread("nats-connect", () => transport.Open(natsOptions)).WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            NatsThreadPoolReserve.Return();
+            throw;
+        }
         transport._connection = connection;
         try
         {
             transport.Tune(connection);
+            transport._requests = new NatsRequestInbox(connection.NewInbox());
+            transport._requestSubscription = transport.Subscribe(connection, transport._requests.Subject, transport._requests.OnReply);
         }
-        catch (NatsSocketTuningException e)
+        catch (Exception e) when (e is NatsSocketTuningException or TransportException)
         {
             connection.Close();
-            throw new TransportException($"NATS socket tuning failed, not connecting: {e.Message}", e);
+            NatsThreadPoolReserve.Return();
+            throw e is TransportException ? e : new TransportException($"NATS socket tuning failed, not connecting: {e.Message}", e);
         }
         transport._feed.Report(TransportState.Connected, $"connected to {connection.ConnectedUrl}");
         return transport;
@@ -91,11 +108,10 @@ public sealed class NatsTransport : ITransport
         {
             throw Describe($"publish to '{subject}'", e);
         }
-        catch (Exception e) when (e is IOException or NotSupportedException or ObjectDisposedException)
+        catch (Exception e) when (IsLostConnection(e))
         {
-            // 0.8.0 closes its stream under a publisher when it drops the connection (e.g. stale
-            // after unanswered pings); the payload may or may not have left.
-            throw new TransportException($"NATS publish to '{subject}' failed: the connection was lost while writing ({e.Message})", e);
+            // the payload may or may not have left
+            throw LostWhileWriting($"publish to '{subject}'", e);
         }
         return ValueTask.CompletedTask;
     }
@@ -105,34 +121,28 @@ public sealed class NatsTransport : ITransport
         Subjects.ValidateSubscribe(subject);
         ArgumentNullException.ThrowIfNull(handler);
         cancellationToken.ThrowIfCancellationRequested();
-        var subscription = new NatsSubscription(subject, handler, _feed);
-        try
-        {
-            subscription.Attach(Connection.SubscribeAsync(subject, subscription.OnMessage));
-        }
-        catch (NATSException e)
-        {
-            throw Describe($"subscribe to '{subject}'", e);
-        }
-        return ValueTask.FromResult<IAsyncDisposable>(subscription);
+        return ValueTask.FromResult<IAsyncDisposable>(Subscribe(Connection, subject, handler));
     }
 
     public async ValueTask<TransportMessage> RequestAsync(string subject, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         Subjects.ValidatePublish(subject);
-        int ms = Milliseconds(timeout, nameof(timeout));
+        Milliseconds(timeout, nameof(timeout));
+        // Our own inbox rather than the client's request API, whose reply subscription would hold a
+        // thread-pool thread (see NatsSubscription).
+        var (replyTo, reply) = _requests.Open();
         try
         {
-            var reply = await Connection.RequestAsync(subject, WholeArray(payload), ms, cancellationToken);
-            return new TransportMessage(reply.Subject, reply.Reply, reply.Data ?? []);
+            await PublishAsync(subject, payload, replyTo, cancellationToken);
+            return await reply.WaitAsync(timeout, _time, cancellationToken);
         }
-        catch (NATSTimeoutException)
+        catch (TimeoutException)
         {
-            throw new TimeoutException($"no reply to a request on '{subject}' within {ms} ms");
+            throw new TimeoutException($"no reply to a request on '{subject}' within {timeout.TotalMilliseconds:F0} ms");
         }
-        catch (NATSException e)
+        finally
         {
-            throw Describe($"request on '{subject}'", e);
+            _requests.Forget(replyTo);
         }
     }
 
@@ -143,7 +153,11 @@ public sealed class NatsTransport : ITransport
         try
         {
             // Flush blocks for a server round trip in 0.8.0.
-            await Task.Run(() => connection.Flush(ms), cancellationToken);
+            await OnOwnThread("nats-flush", () =>
+            {
+                connection.Flush(ms);
+                return true;
+            }).WaitAsync(cancellationToken);
         }
         catch (NATSTimeoutException)
         {
@@ -153,23 +167,43 @@ public sealed class NatsTransport : ITransport
         {
             throw Describe("flush", e);
         }
+        catch (Exception e) when (IsLostConnection(e))
+        {
+            throw LostWhileWriting("flush", e);
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1)
             return;
+        if (_requestSubscription is not null)
+            await _requestSubscription.DisposeAsync();
         var connection = _connection;
         if (connection is not null)
         {
             // Close joins the client's threads; not on the caller's.
-            await Task.Run(() =>
+            await OnOwnThread("nats-close", () =>
             {
                 connection.Close();
                 connection.Dispose();
+                return true;
             });
+            NatsThreadPoolReserve.Return();
         }
         _feed.Complete("closed by its owner");
+    }
+
+    private NatsSubscription Subscribe(IConnection connection, string subject, TransportMessageHandler handler)
+    {
+        try
+        {
+            return new NatsSubscription(connection.SubscribeSync(subject), subject, handler, _feed);
+        }
+        catch (NATSException e)
+        {
+            throw Describe($"subscribe to '{subject}'", e);
+        }
     }
 
     private IConnection Connection
@@ -267,6 +301,35 @@ public sealed class NatsTransport : ITransport
         NATSMaxPayloadException => new TransportException($"NATS {operation} failed: the payload is larger than the server's max_payload ({e.Message})", e),
         _ => new TransportException($"NATS {operation} failed: {e.Message}", e),
     };
+
+    // 0.8.0 connects, flushes and closes synchronously, and its connect waits on a task whose
+    // completion needs a thread-pool thread: run those blocking calls on a thread of their own, never
+    // on a pool thread (a starved pool turned a local connect into a 5 s timeout).
+    private static Task<T> OnOwnThread<T>(string name, Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                done.SetResult(work());
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        })
+        { IsBackground = true, Name = name };
+        thread.Start();
+        return done.Task;
+    }
+
+    // 0.8.0 lets the stream's own errors through when the connection drops under a writer (it closes
+    // the stream when a ping goes unanswered, or the peer resets it).
+    private static bool IsLostConnection(Exception e) => e is IOException or NotSupportedException or ObjectDisposedException;
+
+    private static TransportException LostWhileWriting(string operation, Exception e) =>
+        new($"NATS {operation} failed: the connection was lost while writing ({e.Message})", e);
 
     private static int Milliseconds(TimeSpan timeout, string name)
     {

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace BackupAppliance.Transport.Nats;
 
 /// <summary>
@@ -36,8 +38,8 @@ public sealed record NatsTransportOptions
     /// <summary>Whether the server's certificate must name the host of the URL (turn off only for tests).</summary>
     public bool TlsVerifyServerName { get; init; } = true;
 
-    /// <summary>How long a connection attempt may take.</summary>
-    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>How long a connection attempt (TCP, TLS and the NATS handshake) may take.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How often the client pings the server.</summary>
     public TimeSpan PingInterval { get; init; } = TimeSpan.FromMilliseconds(500);
@@ -62,6 +64,17 @@ public sealed record NatsTransportOptions
 
     /// <summary>Largest socket buffer accepted (the kernel caps it anyway).</summary>
     public const int MaxSocketBufferSize = 256 * 1024 * 1024;
+
+    // Options end up in logs and test names: never print the secrets.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append($"Urls = [{string.Join(", ", Urls ?? [])}], Name = {Name}, User = {User}, ");
+        builder.Append($"Password = {(Password is null ? "" : "(set)")}, Token = {(Token is null ? "" : "(set)")}, ");
+        builder.Append($"Tls = {Tls}, TlsCaFile = {TlsCaFile}, TlsCertFile = {TlsCertFile}, TlsKeyFile = {TlsKeyFile}, TlsVerifyServerName = {TlsVerifyServerName}, ");
+        builder.Append($"ConnectTimeout = {ConnectTimeout}, PingInterval = {PingInterval}, MaxPingsOut = {MaxPingsOut}, ");
+        builder.Append($"ReconnectWait = {ReconnectWait}, MaxReconnects = {MaxReconnects}, SocketBufferSize = {SocketBufferSize}, NoDelay = {NoDelay}");
+        return true;
+    }
 
     /// <summary>Throws <see cref="NatsOptionsException"/> naming the first option that is wrong.</summary>
     public void Validate()

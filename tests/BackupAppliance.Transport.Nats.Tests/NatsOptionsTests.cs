@@ -53,6 +53,16 @@ public sealed class NatsOptionsTests
     }
 
     [Fact]
+    public void Secrets_are_not_printed()
+    {
+        string text = new NatsTransportOptions { User = "agent1", Password = "hunter2-pw", Urls = ["nats://10.0.0.1:4222"] }.ToString();
+        Assert.Contains("agent1", text);
+        Assert.Contains("nats://10.0.0.1:4222", text);
+        Assert.DoesNotContain("hunter2-pw", text);
+        Assert.DoesNotContain("tok-secret", new NatsTransportOptions { Token = "tok-secret" }.ToString());
+    }
+
+    [Fact]
     public void The_defaults_are_valid_and_the_measured_ones()
     {
         var o = new NatsTransportOptions();
