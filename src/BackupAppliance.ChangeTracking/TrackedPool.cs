@@ -151,7 +151,7 @@ public sealed class TrackedPool : IAsyncDisposable, IDisposable
             throw new ArgumentException($"era {era} has not begun yet (volume '{name}' is in era {current})");
         var volume = _pool.OpenVolume(mappingOf.Name);
         long bs = _pool.DataBlockSize;
-        var list = new ExtentList();
+        var list = new VolumeExtentList();
         foreach (var (first, end) in runs)
         {
             long from = first * bs, to = Math.Min(end * bs, v.Size);
@@ -175,7 +175,7 @@ public sealed class TrackedPool : IAsyncDisposable, IDisposable
         List<DeltaRange> ranges;
         using (var held = _pool.ReserveMetadataSnapshot())
             ranges = held.Changes(snapshot, name);
-        var list = new ExtentList();
+        var list = new VolumeExtentList();
         foreach (var r in ranges)
         {
             if (r.Kind == DeltaKind.Same)

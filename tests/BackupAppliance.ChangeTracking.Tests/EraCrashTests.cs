@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackupAppliance.Cli.Commands.Pool;
 using BackupAppliance.Nbd;
 using BackupAppliance.TestSupport;
 
@@ -98,13 +99,7 @@ public sealed class EraCrashTests
         foreach (var era in acked.Select(a => a.Era).Distinct())
         {
             var r = Ok(Tool.Bapp("vol", "changes", "--pool", pool, "v", "--since-era", era.ToString(), "--json"));
-            var blocks = new HashSet<long>();
-            foreach (var e in JsonNode.Parse(r.Stdout)!["extents"]!.AsArray())
-            {
-                long off = e!["offset"]!.GetValue<long>(), len = e["length"]!.GetValue<long>();
-                for (long b = off / BlockSize; b * BlockSize < off + len; b++)
-                    blocks.Add(b);
-            }
+            var blocks = VolumeJson.ParseChanges((JsonObject)JsonNode.Parse(r.Stdout)!).Blocks().ToHashSet();
             foreach (var w in acked.Where(a => a.Era == era))
                 for (long b = w.Offset / BlockSize; b * BlockSize < w.Offset + w.Length; b++)
                     Assert.True(blocks.Contains(b), $"{when}: block {b} (write at {w.Offset}+{w.Length}, acknowledged in era {era}) is missing from written-since {era}");

@@ -54,7 +54,7 @@ public sealed class EraToolsOracleTests : IDisposable
         EraRefAudit.Verify(ours, $"seed {seed}, our restore");
         var dump = Tool.Run("era_dump", ours);
         Assert.Equal(0, dump.ExitCode);
-        EraOracle.AssertSameText(File.ReadAllText(xml), dump.Stdout, $"seed {seed}: era_dump of our restore");
+        TextAssert.Same(File.ReadAllText(xml), dump.Stdout, $"seed {seed}: era_dump of our restore");
         AssertSameAsTools(ours, $"seed {seed} (our restore)", everyEra: false);
     }
 
@@ -271,7 +271,7 @@ public sealed class EraToolsOracleTests : IDisposable
         {
             var real = logical ? Tool.Run("era_dump", "--logical", path) : Tool.Run("era_dump", path);
             Assert.True(real.ExitCode == 0, $"{context}: era_dump: {real.Stderr}");
-            EraOracle.AssertSameText(real.Stdout, OurDump(path, logical), $"{context}: dump{(logical ? " --logical" : "")}");
+            TextAssert.Same(real.Stdout, OurDump(path, logical), $"{context}: dump{(logical ? " --logical" : "")}");
         }
         using var reader = EraReader.Open(path);
         uint current = reader.Superblock.CurrentEra;
@@ -283,7 +283,7 @@ public sealed class EraToolsOracleTests : IDisposable
         {
             var real = Tool.Run("era_invalidate", "--written-since", era.ToString(), path);
             Assert.True(real.ExitCode == 0, $"{context}: era_invalidate: {real.Stderr}");
-            EraOracle.AssertSameText(real.Stdout, Invalidate(reader, era, metadataSnapshot: false), $"{context}: invalidate --written-since {era}");
+            TextAssert.Same(real.Stdout, Invalidate(reader, era, metadataSnapshot: false), $"{context}: invalidate --written-since {era}");
             compared++;
         }
         _out.WriteLine($"{context}: dumps and {compared} invalidations byte-identical");

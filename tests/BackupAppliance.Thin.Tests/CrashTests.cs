@@ -45,7 +45,7 @@ public class CrashTests
                 while (md.TransactionId < tid)
                     w.Step(md);
             }
-            Oracle.AssertSameText(Oracle.Dump(replay), Oracle.Dump(file), ctx);
+            TextAssert.Same(Oracle.Dump(replay), Oracle.Dump(file), ctx);
             File.Delete(file);
             File.Delete(replay);
         }

@@ -34,7 +34,7 @@ public class OracleRoundTripTests
         Assert.True(restore.ExitCode == 0, restore.Stderr);
 
         foreach (var fmt in new[] { "xml", "human_readable" })
-            Oracle.AssertSameText(Tool.Run("thin_dump", "-f", fmt, theirs).Stdout, Tool.Bapp("thin", "dump", "-f", fmt, theirs).Stdout, $"{input} dump -f {fmt}");
+            TextAssert.Same(Tool.Run("thin_dump", "-f", fmt, theirs).Stdout, Tool.Bapp("thin", "dump", "-f", fmt, theirs).Stdout, $"{input} dump -f {fmt}");
 
         var devs = Tool.Run("thin_dump", theirs).Stdout.Split('\n')
             .Where(l => l.Contains("<device ")).Select(l => l.Split('"')[1]).ToList();
@@ -46,17 +46,17 @@ public class OracleRoundTripTests
                     string[] args = verbose ? ["--snap1", a, "--snap2", b, "--verbose", theirs] : ["--snap1", a, "--snap2", b, theirs];
                     var expected = Tool.Run("thin_delta", args);
                     Assert.Equal(0, expected.ExitCode);
-                    Oracle.AssertSameText(expected.Stdout, Tool.Bapp(["thin", "delta", .. args]).Stdout, $"{input} delta {string.Join(' ', args[..^1])}");
+                    TextAssert.Same(expected.Stdout, Tool.Bapp(["thin", "delta", .. args]).Stdout, $"{input} delta {string.Join(' ', args[..^1])}");
                 }
                 var changes = Tool.Bapp("thin", "delta", "--snap1", a, "--snap2", b, "--changes-only", theirs).Stdout;
-                Oracle.AssertSameText(WithoutSame(Tool.Run("thin_delta", "--snap1", a, "--snap2", b, theirs).Stdout), changes, $"{input} changes-only {a} {b}");
+                TextAssert.Same(WithoutSame(Tool.Run("thin_delta", "--snap1", a, "--snap2", b, theirs).Stdout), changes, $"{input} changes-only {a} {b}");
             }
 
         string ours = dir.Sparse("ours.bin", 64L << 20);
         var r = Tool.Bapp("thin", "restore", "-i", xml, "-o", ours);
         Assert.True(r.ExitCode == 0, r.Stderr);
         Oracle.AssertCheckPasses(ours, input);
-        Oracle.AssertSameText(Tool.Run("thin_dump", theirs).Stdout, Tool.Run("thin_dump", ours).Stdout, $"{input} our restore");
+        TextAssert.Same(Tool.Run("thin_dump", theirs).Stdout, Tool.Run("thin_dump", ours).Stdout, $"{input} our restore");
     }
 
     [Fact]
@@ -94,10 +94,10 @@ public class OracleRoundTripTests
             {
                 string sa = a.ToString(), sb = b.ToString();
                 var full = Tool.Run("thin_delta", "--snap1", sa, "--snap2", sb, file).Stdout;
-                Oracle.AssertSameText(full, Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, file).Stdout, $"full {a} {b}");
-                Oracle.AssertSameText(WithoutSame(full), Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, "--changes-only", file).Stdout, $"changes-only {a} {b}");
+                TextAssert.Same(full, Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, file).Stdout, $"full {a} {b}");
+                TextAssert.Same(WithoutSame(full), Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, "--changes-only", file).Stdout, $"changes-only {a} {b}");
                 var verbose = Tool.Run("thin_delta", "--snap1", sa, "--snap2", sb, "--verbose", file).Stdout;
-                Oracle.AssertSameText(verbose, Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, "--verbose", file).Stdout, $"verbose {a} {b}");
+                TextAssert.Same(verbose, Tool.Bapp("thin", "delta", "--snap1", sa, "--snap2", sb, "--verbose", file).Stdout, $"verbose {a} {b}");
             }
     }
 

@@ -80,7 +80,7 @@ public class ThinModelTests
             // Ours also checks data-block reference counts and mapped_blocks, which thin_check 0.9.0 skips.
             var ours = Tool.Bapp("thin", "check", "-q", File);
             Assert.True(ours.ExitCode == 0, $"bapp thin check failed ({ctx}):\n{ours.Stderr}");
-            Oracle.AssertSameText(Model.ExpectedDump(2, NrData), Oracle.Dump(File), ctx);
+            TextAssert.Same(Model.ExpectedDump(2, NrData), Oracle.Dump(File), ctx);
             foreach (var (id, d) in Model.Devices)
                 foreach (var (v, (data, _)) in d.Map.Take(50))
                     Assert.Equal(data, Md.Lookup(id, v)?.DataBlock);
@@ -220,14 +220,14 @@ public class ThinModelTests
         Oracle.AssertCheckPasses(h.File, "snapshot", metadataSnap: true);
         string snapDump = Oracle.Dump(h.File, "-m");
         // thin_dump -m prints nr_data_blocks="0" (the copy has no space-map roots).
-        Oracle.AssertSameText(atSnapshot.ExpectedDump(2, 0), snapDump, "thin_dump -m");
-        Oracle.AssertSameText(h.Model.ExpectedDump(2, NrData), Oracle.Dump(h.File), "thin_dump live");
+        TextAssert.Same(atSnapshot.ExpectedDump(2, 0), snapDump, "thin_dump -m");
+        TextAssert.Same(h.Model.ExpectedDump(2, NrData), Oracle.Dump(h.File), "thin_dump live");
         Assert.Equal(snapDump, Tool.Bapp("thin", "dump", "-m", h.File).Stdout);
 
         h.Md.ReleaseMetadataSnapshot();
         h.Model.Transaction = h.Md.TransactionId;
         Oracle.AssertCheckPasses(h.File, "after release");
-        Oracle.AssertSameText(h.Model.ExpectedDump(2, NrData), Oracle.Dump(h.File), "after release");
+        TextAssert.Same(h.Model.ExpectedDump(2, NrData), Oracle.Dump(h.File), "after release");
         Assert.Equal((ulong)h.Model.DistinctDataBlocks(), h.Md.DataBlocksUsed);
     }
 
@@ -247,7 +247,7 @@ public class ThinModelTests
         Assert.Equal(committed.Transaction, md.TransactionId);
         Assert.Equal(5000UL, md.GetDetails(a).MappedBlocks);
         Assert.Null(md.Lookup(a, 5500));
-        Oracle.AssertSameText(committed.ExpectedDump(2, NrData), Oracle.Dump(h.File), "after reopen");
+        TextAssert.Same(committed.ExpectedDump(2, NrData), Oracle.Dump(h.File), "after reopen");
         // The reopened engine keeps working and stays valid.
         md.Insert(a, 9000, md.AllocateDataBlock());
         md.Commit();

@@ -36,8 +36,7 @@ public sealed class PoolMetadataSnapshot : IDisposable
     public List<(ulong VirtualBlock, ulong DataBlock)> Mappings(string name)
     {
         var list = new List<(ulong, ulong)>();
-        ulong root = Reader.MappingRoot(Volume(name).DeviceId) ?? throw new KeyNotFoundException($"volume '{name}' has no device in the metadata snapshot");
-        Reader.VisitMappings(root, leaf =>
+        Reader.VisitMappings(MappingRoot(name), leaf =>
         {
             for (int i = 0; i < leaf.NrEntries; i++)
                 list.Add((leaf.Key(i), BlockTime.Unpack(leaf.Value64(i)).DataBlock));
@@ -48,10 +47,11 @@ public sealed class PoolMetadataSnapshot : IDisposable
     /// <summary>The changed ranges between two volumes as of the snapshot (changes-only btree diff).</summary>
     public List<DeltaRange> Changes(string from, string to)
     {
-        ulong left = Reader.MappingRoot(Volume(from).DeviceId) ?? throw new KeyNotFoundException($"volume '{from}' has no device in the metadata snapshot");
-        ulong right = Reader.MappingRoot(Volume(to).DeviceId) ?? throw new KeyNotFoundException($"volume '{to}' has no device in the metadata snapshot");
-        return DeltaCollector.Changes(Reader, left, right);
+        return DeltaCollector.Changes(Reader, MappingRoot(from), MappingRoot(to));
     }
+
+    private ulong MappingRoot(string name) =>
+        Reader.MappingRoot(Volume(name).DeviceId) ?? throw new KeyNotFoundException($"volume '{name}' has no device in the metadata snapshot");
 
     public void Dispose()
     {

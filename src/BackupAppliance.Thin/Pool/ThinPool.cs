@@ -480,39 +480,30 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         try
         {
             ThrowIfDisposed();
-            var list = new List<VolumeExtent>();
+            var list = new VolumeExtentList();
             if (length == 0)
-                return list;
+                return list.Items;
             if (v.Origin is not null)
             {
-                list.Add(new VolumeExtent(offset, length, IsHole: false)); // unprovisioned blocks read the origin
-                return list;
+                list.Add(offset, length, hole: false); // unprovisioned blocks read the origin
+                return list.Items;
             }
             int bs = _settings.DataBlockSize;
             long end = offset + length;
             long pos = offset;
-            void Add(long from, long to, bool hole)
-            {
-                if (to <= from)
-                    return;
-                if (list.Count > 0 && list[^1].IsHole == hole && list[^1].Offset + list[^1].Length == from)
-                    list[^1] = list[^1] with { Length = list[^1].Length + (to - from) };
-                else
-                    list.Add(new VolumeExtent(from, to - from, hole));
-            }
             Guard(() =>
             {
                 _md.VisitMappingRange(v.DeviceId, (ulong)(offset / bs), (ulong)((end + bs - 1) / bs), (vb, _) =>
                 {
                     long start = Math.Max(offset, (long)vb * bs), stop = Math.Min(end, ((long)vb + 1) * bs);
-                    Add(pos, start, hole: true);
-                    Add(start, stop, hole: false);
+                    list.Add(pos, start - pos, hole: true);
+                    list.Add(start, stop - start, hole: false);
                     pos = stop;
                     return true;
                 });
             });
-            Add(pos, end, hole: true);
-            return list;
+            list.Add(pos, end - pos, hole: true);
+            return list.Items;
         }
         finally
         {

@@ -46,22 +46,6 @@ public static partial class EraOracle
         return runs;
     }
 
-    /// <summary>Asserts two texts equal, reporting the first differing line instead of a huge blob.</summary>
-    public static void AssertSameText(string expected, string actual, string context)
-    {
-        if (expected == actual)
-            return;
-        var e = expected.Split('\n');
-        var a = actual.Split('\n');
-        for (int i = 0; i < Math.Max(e.Length, a.Length); i++)
-        {
-            string el = i < e.Length ? e[i] : "<end>";
-            string al = i < a.Length ? a[i] : "<end>";
-            if (el != al)
-                Assert.Fail($"{context}: first difference at line {i + 1}:\n expected: {el}\n   actual: {al}");
-        }
-    }
-
     [GeneratedRegex("^  <range begin=\"(\\d+)\" end = \"(\\d+)\"/>$")]
     private static partial Regex RangeLine();
 

@@ -1,9 +1,7 @@
-using BackupAppliance.Core;
-
-namespace BackupAppliance.ChangeTracking;
+namespace BackupAppliance.Core;
 
 /// <summary>Builds an ascending list of extents, merging a new one into the last when they touch and are of the same kind.</summary>
-internal sealed class ExtentList
+public sealed class VolumeExtentList
 {
     public List<VolumeExtent> Items { get; } = new();
 
