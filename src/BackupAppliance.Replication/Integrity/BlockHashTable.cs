@@ -1,0 +1,179 @@
+using System.Security.Cryptography;
+using BackupAppliance.Replication.Wire;
+using Microsoft.Win32.SafeHandles;
+
+namespace BackupAppliance.Replication.Integrity;
+
+/// <summary>
+/// The SHA-256 of every block of one image, kept in a file (32 bytes per block, block 0 first, no
+/// header) so a backup updates only the changed blocks' hashes and still gets the digest of the
+/// whole image (<see cref="ImageDigest"/>) without re-reading it. Both ends keep one: the agent for
+/// its last committed base, the receiver for each point. A block that reads as zeros has the hash
+/// of that many zero bytes (the last block may be shorter than <see cref="BlockSize"/>).
+/// Not thread-safe; one writer at a time.
+/// </summary>
+public sealed class BlockHashTable : IDisposable
+{
+    private const int ChunkBlocks = 4096; // 128 KiB of hashes per I/O
+    private readonly SafeFileHandle _file;
+    private readonly byte[] _zeroHash;
+    private readonly byte[] _lastZeroHash;
+
+    private BlockHashTable(SafeFileHandle file, string path, long imageSize, int blockSize)
+    {
+        _file = file;
+        Path = path;
+        ImageSize = imageSize;
+        BlockSize = blockSize;
+        BlockCount = (imageSize + blockSize - 1) / blockSize;
+        _zeroHash = SHA256.HashData(new byte[blockSize]);
+        int tail = (int)(imageSize % blockSize);
+        _lastZeroHash = tail == 0 ? _zeroHash : SHA256.HashData(new byte[tail]);
+    }
+
+    public string Path { get; }
+    public long ImageSize { get; }
+    public int BlockSize { get; }
+    public long BlockCount { get; }
+
+    /// <summary>
+    /// Creates (or truncates) a table at <paramref name="path"/>: a copy of <paramref name="copyOf"/>
+    /// when given (same block size; blocks beyond its image read as zeros), otherwise every block
+    /// the hash of zeros (an empty image). Not durable until <see cref="Flush"/>.
+    /// </summary>
+    public static BlockHashTable Create(string path, long imageSize, int blockSize, BlockHashTable? copyOf = null)
+    {
+        Validate(imageSize, blockSize);
+        if (copyOf is not null && copyOf.BlockSize != blockSize)
+            throw new ArgumentException($"cannot copy a table of {copyOf.BlockSize}-byte blocks into one of {blockSize}-byte blocks", nameof(copyOf));
+        var file = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
+        var table = new BlockHashTable(file, path, imageSize, blockSize);
+        try
+        {
+            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.HashSize);
+            long copied = 0;
+            if (copyOf is not null)
+            {
+                // Whole blocks of the base keep their hashes; a base's partial last block changes
+                // meaning when the image grows, so it and everything after start as zeros.
+                long whole = copyOf.ImageSize % blockSize == 0 ? copyOf.BlockCount : copyOf.BlockCount - 1;
+                copied = Math.Min(whole, table.BlockCount);
+                if (copied == table.BlockCount && imageSize % blockSize != 0 && imageSize != copyOf.ImageSize)
+                    copied--;
+                table.CopyFrom(copyOf, copied);
+            }
+            table.SetZero(copied, table.BlockCount - copied);
+            return table;
+        }
+        catch
+        {
+            table.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens an existing table; its length must fit the image.</summary>
+    public static BlockHashTable Open(string path, long imageSize, int blockSize, bool writable = false)
+    {
+        Validate(imageSize, blockSize);
+        var file = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.Read);
+        var table = new BlockHashTable(file, path, imageSize, blockSize);
+        long expected = table.BlockCount * WireProtocol.HashSize;
+        long actual = RandomAccess.GetLength(file);
+        if (actual != expected)
+        {
+            table.Dispose();
+            throw new InvalidDataException($"block hash table {path} is {actual} bytes; an image of {imageSize} bytes in {blockSize}-byte blocks needs {expected}");
+        }
+        return table;
+    }
+
+    /// <summary>Sets the hashes of consecutive blocks from <paramref name="firstBlock"/> (32 bytes each).</summary>
+    public void Set(long firstBlock, ReadOnlySpan<byte> hashes)
+    {
+        if (hashes.Length % WireProtocol.HashSize != 0)
+            throw new ArgumentException($"block hashes are {hashes.Length} bytes, not a multiple of {WireProtocol.HashSize}", nameof(hashes));
+        CheckRange(firstBlock, hashes.Length / WireProtocol.HashSize);
+        RandomAccess.Write(_file, hashes, firstBlock * WireProtocol.HashSize);
+    }
+
+    /// <summary>Marks <paramref name="count"/> blocks from <paramref name="firstBlock"/> as reading zeros.</summary>
+    public void SetZero(long firstBlock, long count)
+    {
+        CheckRange(firstBlock, count);
+        if (count == 0)
+            return;
+        var chunk = new byte[(int)Math.Min(count, ChunkBlocks) * WireProtocol.HashSize];
+        for (int i = 0; i < chunk.Length; i += WireProtocol.HashSize)
+            _zeroHash.CopyTo(chunk, i);
+        long block = firstBlock;
+        long end = firstBlock + count;
+        while (block < end)
+        {
+            int n = (int)Math.Min(end - block, ChunkBlocks);
+            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
+            if (block + n == BlockCount)
+                _lastZeroHash.CopyTo(span[^WireProtocol.HashSize..]);
+            RandomAccess.Write(_file, span, block * WireProtocol.HashSize);
+            if (block + n == BlockCount)
+                _zeroHash.CopyTo(span[^WireProtocol.HashSize..]);
+            block += n;
+        }
+    }
+
+    /// <summary>Reads the hashes of consecutive blocks from <paramref name="firstBlock"/>.</summary>
+    public void Get(long firstBlock, Span<byte> hashes)
+    {
+        if (hashes.Length % WireProtocol.HashSize != 0)
+            throw new ArgumentException($"buffer of {hashes.Length} bytes is not a multiple of {WireProtocol.HashSize}", nameof(hashes));
+        CheckRange(firstBlock, hashes.Length / WireProtocol.HashSize);
+        int read = RandomAccess.Read(_file, hashes, firstBlock * WireProtocol.HashSize);
+        if (read != hashes.Length)
+            throw new InvalidDataException($"block hash table {Path} ended early at block {firstBlock + read / WireProtocol.HashSize}");
+    }
+
+    /// <summary>The image digest: SHA-256 over every block's hash, block 0 first.</summary>
+    public byte[] ComputeDigest()
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
+        for (long block = 0; block < BlockCount; block += ChunkBlocks)
+        {
+            int n = (int)Math.Min(BlockCount - block, ChunkBlocks);
+            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
+            Get(block, span);
+            hash.AppendData(span);
+        }
+        return hash.GetHashAndReset();
+    }
+
+    /// <summary>Makes every change durable (fsync).</summary>
+    public void Flush() => RandomAccess.FlushToDisk(_file);
+
+    public void Dispose() => _file.Dispose();
+
+    private void CopyFrom(BlockHashTable source, long blocks)
+    {
+        var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
+        for (long block = 0; block < blocks; block += ChunkBlocks)
+        {
+            int n = (int)Math.Min(blocks - block, ChunkBlocks);
+            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
+            source.Get(block, span);
+            RandomAccess.Write(_file, span, block * WireProtocol.HashSize);
+        }
+    }
+
+    private void CheckRange(long firstBlock, long count)
+    {
+        if (firstBlock < 0 || count < 0 || firstBlock > BlockCount - count)
+            throw new ArgumentOutOfRangeException(nameof(firstBlock), $"blocks {firstBlock}..{firstBlock + count} are outside the table's {BlockCount} blocks");
+    }
+
+    private static void Validate(long imageSize, int blockSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(imageSize);
+        if (blockSize <= 0 || (blockSize & (blockSize - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(blockSize), $"block size {blockSize} is not a power of two");
+    }
+}
