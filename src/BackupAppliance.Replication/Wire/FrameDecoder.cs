@@ -66,6 +66,30 @@ public static class FrameDecoder
         return new WireFrame(version1, sequence, message);
     }
 
+    /// <summary>
+    /// The <c>seq</c> of a frame that starts like one (a map whose first three entries are v, t and
+    /// seq), however damaged the rest; null otherwise. For naming a refused frame in an error reply.
+    /// </summary>
+    public static ulong? PeekSequence(ReadOnlySpan<byte> span)
+    {
+        try
+        {
+            var r = new MessagePackReader(span, WireProtocol.FrameLimits);
+            r.ReadMapHeader();
+            if (!r.ReadStringUtf8().SequenceEqual("v"u8))
+                return null;
+            r.Skip();
+            if (!r.ReadStringUtf8().SequenceEqual("t"u8))
+                return null;
+            r.Skip();
+            return r.ReadStringUtf8().SequenceEqual("seq"u8) ? r.ReadUInt64() : null;
+        }
+        catch (WireFormatException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>The version if the frame starts like one (a map whose first entry is "v": uint32); otherwise null.</summary>
     private static uint? PeekVersion(ReadOnlySpan<byte> span)
     {

@@ -1,0 +1,216 @@
+using System.Buffers;
+using BackupAppliance.Replication.Compression;
+using BackupAppliance.Replication.Integrity;
+using BackupAppliance.Replication.Wire;
+
+namespace BackupAppliance.Replication.Sending;
+
+/// <summary>
+/// Turns a backup source's changed ranges into data frames, in image order, from any position:
+/// data ranges are read in chunks of at most <see cref="WireProtocol.MaxFrameData"/>, runs of
+/// all-zero blocks become zero extents, the rest is zstd-compressed with its block hashes; zero and
+/// discard ranges become extents without reading. Every block passed gets its hash in the source's
+/// table. The same position always yields the same frames, so a resend is a rebuild from the
+/// acknowledged position, and memory stays at one frame's pooled buffers.
+/// </summary>
+internal sealed class DataFrameBuilder : IDisposable
+{
+    /// <summary>Room kept in a frame for its envelope and extent headers.</summary>
+    private const int FrameHeadroom = 1024;
+    private const int ExtentHeaderBytes = 32;
+
+    private readonly IBackupSource _source;
+    private readonly ZstdCompressor _zstd;
+    private readonly int _block;
+    private readonly byte[] _read;
+    private readonly byte[] _packed;
+    private readonly byte[] _hashes;
+    private readonly List<WireExtent> _extents = new(WireProtocol.MaxExtentsPerFrame);
+    private int _range;
+
+    public DataFrameBuilder(IBackupSource source, int compressionLevel)
+    {
+        _source = source;
+        _block = source.BlockSize;
+        _zstd = new ZstdCompressor(compressionLevel);
+        _read = ArrayPool<byte>.Shared.Rent(WireProtocol.MaxFrameData);
+        _packed = ArrayPool<byte>.Shared.Rent(ZstdCompressor.MaxCompressedLength(WireProtocol.MaxFrameData)
+                                               + WireProtocol.MaxExtentsPerFrame * ZstdCompressor.MaxCompressedLength(0));
+        _hashes = ArrayPool<byte>.Shared.Rent((WireProtocol.MaxFrameData / _block + 1) * WireProtocol.HashSize);
+    }
+
+    /// <summary>The image offset the next frame starts from.</summary>
+    public long Position { get; private set; }
+
+    /// <summary>Every block below this offset has its hash in the source's table.</summary>
+    public long HashedUpTo { get; private set; }
+
+    /// <summary>Whether every range has been framed.</summary>
+    public bool Done => _range >= _source.Ranges.Count;
+
+    /// <summary>Moves to <paramref name="position"/> (an extent boundary: where a frame ended).</summary>
+    public void Seek(long position)
+    {
+        _range = FirstEndingAfter(_source.Ranges, position);
+        Position = position;
+    }
+
+    /// <summary>The index of the first range that ends after <paramref name="position"/> (the count if none).</summary>
+    internal static int FirstEndingAfter(IReadOnlyList<SourceRange> ranges, long position)
+    {
+        int lo = 0, hi = ranges.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) / 2;
+            if (ranges[mid].End <= position)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
+
+    /// <summary>
+    /// Completes the hash table below <paramref name="end"/> without framing anything (the part a
+    /// resume skips, or everything when the receiver already committed): reads data ranges and hashes them.
+    /// </summary>
+    public async ValueTask HashUpToAsync(long end, CancellationToken cancellationToken)
+    {
+        foreach (var r in _source.Ranges)
+        {
+            long start = Math.Max(r.Offset, HashedUpTo);
+            long stop = Math.Min(r.End, end);
+            if (start >= stop)
+                continue;
+            if (r.Kind != SourceRangeKind.Data)
+            {
+                _source.Hashes.SetZero(start / _block, BlockHashes.Count(stop - start, _block));
+                continue;
+            }
+            for (long at = start; at < stop;)
+            {
+                int chunk = (int)Math.Min(stop - at, WireProtocol.MaxFrameData);
+                await _source.ReadAsync(at, _read.AsMemory(0, chunk), cancellationToken);
+                var hashes = _hashes.AsSpan(0, BlockHashes.Count(chunk, _block) * WireProtocol.HashSize);
+                BlockHashes.Compute(_read.AsSpan(0, chunk), _block, hashes);
+                _source.Hashes.Set(at / _block, hashes);
+                at += chunk;
+            }
+        }
+        HashedUpTo = Math.Max(HashedUpTo, end);
+    }
+
+    /// <summary>
+    /// The next frame of stream <paramref name="stream"/>, or null when every range is framed. The
+    /// frame borrows this builder's buffers: encode it before the next call.
+    /// </summary>
+    public async ValueTask<DataFrame?> NextAsync(ulong stream, CancellationToken cancellationToken)
+    {
+        if (Position > HashedUpTo)
+            await HashUpToAsync(Position, cancellationToken);
+        _extents.Clear();
+        var packing = new Packing();
+        var ranges = _source.Ranges;
+        while (_range < ranges.Count && _extents.Count < WireProtocol.MaxExtentsPerFrame)
+        {
+            var r = ranges[_range];
+            long start = Math.Max(r.Offset, Position);
+            if (start >= r.End)
+            {
+                _range++;
+                continue;
+            }
+            if (r.Kind != SourceRangeKind.Data)
+            {
+                AddZero(start, r.End - start, r.Kind == SourceRangeKind.Discard);
+                Advance(r.End);
+                continue;
+            }
+            int room = (WireProtocol.MaxFrameData - packing.Data) / _block * _block;
+            if (room == 0)
+                break;
+            int chunk = (int)Math.Min(r.End - start, room);
+            await _source.ReadAsync(start, _read.AsMemory(0, chunk), cancellationToken);
+            int used = PackChunk(start, chunk, ref packing);
+            Advance(start + used);
+            if (used < chunk)
+                break; // the frame is full (extents or bytes); the rest of the chunk goes in the next
+        }
+        HashedUpTo = Math.Max(HashedUpTo, Position);
+        if (_extents.Count == 0 && !Done)
+            throw new InvalidOperationException($"no extent at {Position} fits an empty data frame");
+        return _extents.Count == 0 ? null : new DataFrame(stream, _extents);
+    }
+
+    public void Dispose()
+    {
+        _zstd.Dispose();
+        ArrayPool<byte>.Shared.Return(_read);
+        ArrayPool<byte>.Shared.Return(_packed);
+        ArrayPool<byte>.Shared.Return(_hashes);
+    }
+
+    private void Advance(long position)
+    {
+        Position = position;
+        if (_range < _source.Ranges.Count && position >= _source.Ranges[_range].End)
+            _range++;
+    }
+
+    /// <summary>Splits a chunk read at <paramref name="offset"/> into zero and data runs; returns the bytes consumed.</summary>
+    private int PackChunk(long offset, int length, ref Packing packing)
+    {
+        int i = 0;
+        while (i < length && _extents.Count < WireProtocol.MaxExtentsPerFrame)
+        {
+            bool zero = IsZeroBlock(i, length);
+            int j = i + Math.Min(_block, length - i);
+            while (j < length && IsZeroBlock(j, length) == zero)
+                j += Math.Min(_block, length - j);
+            if (zero)
+                AddZero(offset + i, j - i, discard: false);
+            else if (!TryAddData(offset + i, i, j - i, ref packing))
+                break;
+            i = j;
+        }
+        return i;
+    }
+
+    private bool IsZeroBlock(int at, int length) =>
+        !_read.AsSpan(at, Math.Min(_block, length - at)).ContainsAnyExcept((byte)0);
+
+    private bool TryAddData(long offset, int at, int length, ref Packing packing)
+    {
+        var data = _read.AsSpan(at, length);
+        int hashBytes = BlockHashes.Count(length, _block) * WireProtocol.HashSize;
+        if (_packed.Length - packing.Packed < ZstdCompressor.MaxCompressedLength(length))
+            return false;
+        int packedLength = _zstd.Compress(data, _packed.AsSpan(packing.Packed));
+        long frameBytes = packing.Packed + packedLength + packing.Hashes + hashBytes + (_extents.Count + 1L) * ExtentHeaderBytes;
+        if (frameBytes > WireProtocol.MaxFrameBytes - FrameHeadroom)
+            return false;
+        var hashes = _hashes.AsSpan(packing.Hashes, hashBytes);
+        BlockHashes.Compute(data, _block, hashes);
+        _source.Hashes.Set(offset / _block, hashes);
+        _extents.Add(WireExtent.Data(offset, length,
+            _packed.AsMemory(packing.Packed, packedLength), _hashes.AsMemory(packing.Hashes, hashBytes)));
+        packing = new Packing(packing.Data + length, packing.Packed + packedLength, packing.Hashes + hashBytes);
+        return true;
+    }
+
+    private void AddZero(long offset, long length, bool discard)
+    {
+        _source.Hashes.SetZero(offset / _block, BlockHashes.Count(length, _block));
+        var kind = discard ? ExtentKind.Discard : ExtentKind.Zero;
+        if (_extents.Count > 0 && _extents[^1].Kind == kind && _extents[^1].End == offset)
+        {
+            var last = _extents[^1];
+            _extents[^1] = last with { Length = last.Length + length };
+            return;
+        }
+        _extents.Add(discard ? WireExtent.Discard(offset, length) : WireExtent.Zero(offset, length));
+    }
+
+    /// <summary>How much of a frame's buffers is used: data bytes before compression, packed payload bytes, hash bytes.</summary>
+    private readonly record struct Packing(int Data, int Packed, int Hashes);
+}

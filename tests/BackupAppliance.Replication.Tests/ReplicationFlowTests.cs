@@ -1,0 +1,186 @@
+using BackupAppliance.Replication.Compression;
+using BackupAppliance.Replication.Receiving;
+using BackupAppliance.Replication.Sending;
+using BackupAppliance.Replication.Tests.Support;
+using BackupAppliance.Replication.Wire;
+using static BackupAppliance.Replication.Tests.Support.ReplicationRig;
+
+namespace BackupAppliance.Replication.Tests;
+
+public class ReplicationFlowTests
+{
+    private const int Block = 64 * 1024;
+
+    [Fact]
+    public async Task FullThenIncrementalsReproduceTheImage()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(12 * 1024 * 1024 + 4096, seed: 1); // a short last block
+        var full = await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        Assert.Equal(Sha256(image), Sha256(rig.Store.LatestImage(Agent, Volume)));
+        Assert.Equal(full.Digest, rig.Store.LatestHashes(Agent, Volume).ComputeDigest());
+        Assert.False(full.Resumed);
+
+        // Increment 1: new bytes in two places, written zeros, a discard.
+        var random = new Random(2);
+        random.NextBytes(image.AsSpan(3 * Block, 5 * Block));
+        image.AsSpan(20 * Block, 2 * Block).Fill(0x5a);
+        image.AsSpan(40 * Block, 3 * Block).Clear();
+        image.AsSpan(60 * Block, 4 * Block).Clear();
+        var inc1 = await rig.BackupAsync(rig.Source(image, Block, [
+            new(3 * Block, 5 * Block, SourceRangeKind.Data),
+            new(20 * Block, 2 * Block, SourceRangeKind.Data),
+            new(40 * Block, 3 * Block, SourceRangeKind.Zero),
+            new(60 * Block, 4 * Block, SourceRangeKind.Discard),
+        ], "snap-2"));
+        Assert.Equal(Sha256(image), Sha256(rig.Store.LatestImage(Agent, Volume)));
+        Assert.Equal(14L * Block, inc1.ChangedBytes);
+        Assert.Equal(7L * Block, inc1.DataBytes);
+
+        // Increment 2: the short last block and a data range that turned all-zero.
+        random.NextBytes(image.AsSpan(image.Length - 4096));
+        image.AsSpan(100 * Block, Block).Clear();
+        var inc2 = await rig.BackupAsync(rig.Source(image, Block, [
+            new(100 * Block, Block, SourceRangeKind.Data),
+            new(image.Length - 4096, 4096, SourceRangeKind.Data),
+        ], "snap-3"));
+        Assert.Equal(Sha256(image), Sha256(rig.Store.LatestImage(Agent, Volume)));
+        Assert.Equal(4096, inc2.DataBytes); // the zeroed block went as a zero extent
+
+        var points = rig.Store.ListPoints(Agent, Volume);
+        Assert.Equal(["p1", "p2", "p3"], points.Select(p => p.Id));
+        Assert.Equal([null, "p1", "p2"], points.Select(p => p.BasePoint));
+        Assert.Equal(["snap-1", "snap-2", "snap-3"], points.Select(p => p.SourceSnapshot));
+        Assert.Equal(inc2.Digest, rig.LastHashes!.ComputeDigest());
+        Assert.Equal(3, rig.Receiver.Statistics.Commits);
+        Assert.Equal(0, rig.Receiver.Statistics.Errors);
+    }
+
+    [Fact]
+    public async Task OfferOfACommittedTargetGetsItsPointAgain()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(2 * 1024 * 1024, seed: 3);
+        var first = await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        var again = rig.Source(image, Block, Whole(image), "snap-1", full: true);
+        var result = await new BackupSender(FastSender).RunAsync(rig.AgentTransport, again, null, CancellationToken.None);
+        Assert.Equal(first.Point, result.Point);
+        Assert.Equal(first.Digest, result.Digest);
+        Assert.Equal(0, result.DataBytes);
+        Assert.Equal(1, rig.Receiver.Statistics.Commits);
+        Assert.Equal(first.Digest, again.Hashes.ComputeDigest()); // the table was completed without sending
+        again.Hashes.Dispose();
+    }
+
+    [Fact]
+    public async Task WireBytesFollowTheCompressedChangedBytes()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(8 * 1024 * 1024, seed: 4);
+        await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        var random = new Random(5);
+        var ranges = new List<SourceRange>();
+        for (int i = 0; i < 16; i++)
+        {
+            int at = (i * 7 + 1) * Block;
+            if (i % 2 == 0)
+                random.NextBytes(image.AsSpan(at, Block));
+            else
+                image.AsSpan(at, Block).Fill((byte)i);
+            ranges.Add(new SourceRange(at, Block, SourceRangeKind.Data));
+        }
+        var result = await rig.BackupAsync(rig.Source(image, Block, ranges, "snap-2"));
+        Assert.Equal(Sha256(image), Sha256(rig.Store.LatestImage(Agent, Volume)));
+
+        using var zstd = new ZstdCompressor(3);
+        var buffer = new byte[ZstdCompressor.MaxCompressedLength(Block)];
+        long compressed = ranges.Sum(r => (long)zstd.Compress(image.AsSpan((int)r.Offset, (int)r.Length), buffer));
+        long hashes = ranges.Count * 32L;
+        Assert.InRange(result.WireBytes, compressed + hashes, (compressed + hashes) * 102 / 100 + 2048);
+        Assert.True(result.WireBytes < 10L * Block, $"{result.WireBytes} wire bytes for 8 random and 8 constant blocks");
+    }
+
+    [Fact]
+    public async Task AnOfferOnAnotherBaseIsRefusedAsATypedError()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(1024 * 1024, seed: 6);
+        await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        var source = new MemoryBackupSource(Agent, Volume, image, Block, "p7", "snap-2", Whole(image), rig.LastHashes!);
+        var e = await Assert.ThrowsAsync<BackupRefusedException>(() => new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, null, CancellationToken.None));
+        Assert.Equal(WireErrorCode.BaseMismatch, e.Code);
+        Assert.Contains("'p7'", e.ReceiverMessage);
+        Assert.Contains("'p1'", e.ReceiverMessage);
+        Assert.Single(rig.Store.ListPoints(Agent, Volume));
+    }
+
+    [Fact]
+    public async Task AnUnknownVolumeIsRefusedAsATypedError()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(256 * 1024, seed: 7);
+        var table = Integrity.BlockHashTable.Create(rig.Scratch.File("other.bin"), image.Length, Block);
+        var source = new MemoryBackupSource(Agent, "other", image, Block, null, "snap-1", Whole(image), table);
+        var e = await Assert.ThrowsAsync<BackupRefusedException>(() => new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, null, CancellationToken.None));
+        Assert.Equal(WireErrorCode.UnknownVolume, e.Code);
+        Assert.Contains("host-1/other", e.ReceiverMessage);
+        table.Dispose();
+    }
+
+    [Fact]
+    public async Task ADigestMismatchDropsTheStagingAndIsRefused()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(2 * 1024 * 1024, seed: 8);
+        await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        image.AsSpan(5 * Block, Block).Fill(9);
+        var source = rig.Source(image, Block, [new SourceRange(5 * Block, Block, SourceRangeKind.Data)], "snap-2");
+        source.Hashes.Set(0, new byte[32]); // the agent's table disagrees with the receiver's base about block 0
+        var e = await Assert.ThrowsAsync<BackupRefusedException>(() => new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, null, CancellationToken.None));
+        Assert.Equal(WireErrorCode.DigestMismatch, e.Code);
+        Assert.Contains("staging is dropped", e.ReceiverMessage);
+        Assert.Null(rig.Store.StagingSnapshot(Agent, Volume));
+        Assert.Single(rig.Store.ListPoints(Agent, Volume));
+        source.Hashes.Dispose();
+    }
+
+    [Fact]
+    public async Task AFullPoolIsRefusedAsNoSpace()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(4 * 1024 * 1024, seed: 9);
+        rig.Store.SpaceLeft = 1024 * 1024;
+        var source = rig.Source(image, Block, Whole(image), "snap-1");
+        var e = await Assert.ThrowsAsync<BackupRefusedException>(() => new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, null, CancellationToken.None));
+        Assert.Equal(WireErrorCode.NoSpace, e.Code);
+        Assert.Empty(rig.Store.ListPoints(Agent, Volume));
+        source.Hashes.Dispose();
+    }
+
+    [Fact]
+    public void OptionsNameWhatIsWrong()
+    {
+        Assert.Equal("CompressionLevel", Assert.ThrowsAny<ArgumentException>(() => new BackupSender(new BackupSenderOptions { CompressionLevel = 99 })).ParamName);
+        Assert.Equal("AckTimeout", Assert.ThrowsAny<ArgumentException>(() => new BackupSenderOptions { AckTimeout = TimeSpan.Zero }.Validate()).ParamName);
+        Assert.Equal("MaxAttempts", Assert.ThrowsAny<ArgumentException>(() => new BackupSenderOptions { MaxAttempts = 0 }.Validate()).ParamName);
+        Assert.Equal("Deadline", Assert.ThrowsAny<ArgumentException>(() => new BackupSenderOptions { Deadline = TimeSpan.FromSeconds(-1) }.Validate()).ParamName);
+        Assert.Equal("CreditWindow", Assert.ThrowsAny<ArgumentException>(() => new ReceiverOptions { CreditWindow = 0 }.Validate()).ParamName);
+        var e = Assert.ThrowsAny<ArgumentException>(() => new ReceiverOptions { CreditWindow = 4, DurableEvery = 5 }.Validate());
+        Assert.Equal("DurableEvery", e.ParamName);
+        Assert.Equal("IdleTimeout", Assert.ThrowsAny<ArgumentException>(() => new ReceiverOptions { IdleTimeout = TimeSpan.FromSeconds(-1) }.Validate()).ParamName);
+    }
+
+    [Fact]
+    public void BadSourcesAreRefusedBeforeAnythingIsSent()
+    {
+        using var scratch = new ScratchDirectory();
+        var image = new byte[4 * Block];
+        using var table = Integrity.BlockHashTable.Create(scratch.File("t.bin"), image.Length, Block);
+        ArgumentException Bad(IReadOnlyList<SourceRange> ranges, string agent = Agent) =>
+            Assert.Throws<ArgumentException>(() => BackupSender.OfferFor(new MemoryBackupSource(agent, Volume, image, Block, null, "s", ranges, table)));
+        Assert.Contains("range 1", Bad([new(0, Block, SourceRangeKind.Data), new(Block / 2, Block, SourceRangeKind.Data)]).Message);
+        Assert.Contains("past the image size", Bad([new(3 * Block, 2 * Block, SourceRangeKind.Zero)]).Message);
+        Assert.Contains("block", Bad([new(100, Block, SourceRangeKind.Data)]).Message);
+        Assert.Contains("agent", Bad([], agent: "a.b").Message);
+    }
+}
