@@ -11,7 +11,7 @@ if (args.Length != 3)
     return 2;
 }
 string dir = args[0];
-var workload = new ReplicaWorkload(int.Parse(args[1]));
+var workload = ReplicaWorkload.ForCrashTest(int.Parse(args[1]));
 int points = int.Parse(args[2]);
 await using var store = Directory.Exists(Path.Combine(dir, "pool"))
     ? ReplicaStore.Open(dir)

@@ -77,19 +77,28 @@ public sealed class ReplicaWorkload
         return list;
     }
 
+    /// <summary>The workload the kill -9 test and its child process share: small, so many points fit a run.</summary>
+    public static ReplicaWorkload ForCrashTest(int seed) => new(seed, size: 4L << 20);
+
     /// <summary>The image after backups 0..<paramref name="backup"/>.</summary>
     public byte[] Image(int backup)
     {
         var image = new byte[Size];
         for (int k = 0; k <= backup; k++)
-            foreach (var e in Extents(k))
-            {
-                if (e.Data is { } d)
-                    d.CopyTo(image, e.Offset);
-                else
-                    Array.Clear(image, (int)e.Offset, (int)e.Length);
-            }
+            ApplyTo(image, k);
         return image;
+    }
+
+    /// <summary>Turns the image after backup <paramref name="backup"/> - 1 into the one after it.</summary>
+    public void ApplyTo(byte[] image, int backup)
+    {
+        foreach (var e in Extents(backup))
+        {
+            if (e.Data is { } d)
+                d.CopyTo(image, e.Offset);
+            else
+                Array.Clear(image, (int)e.Offset, (int)e.Length);
+        }
     }
 
     /// <summary>The image digest of an image (what the agent's commit carries).</summary>

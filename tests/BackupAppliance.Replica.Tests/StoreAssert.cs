@@ -20,12 +20,13 @@ internal static class StoreAssert
     {
         var points = store.ListPoints(ReplicaWorkload.Agent, ReplicaWorkload.Volume);
         string? previous = null;
+        var expected = new byte[w.Size];
         for (int i = 0; i < points.Count; i++)
         {
             var p = points[i];
             Assert.True(ReplicaWorkload.Target(i) == p.SourceSnapshot, $"{context}: point {i} ({p.Id}) is of {p.SourceSnapshot}, not {ReplicaWorkload.Target(i)}");
             Assert.Equal(previous, p.BasePoint);
-            var expected = w.Image(i);
+            w.ApplyTo(expected, i);
             var actual = await ReadAll(store.OpenPoint(p.Agent, p.Volume, p.Id));
             Assert.True(SHA256.HashData(expected).AsSpan().SequenceEqual(SHA256.HashData(actual)), $"{context}: point {i} ({p.Id}) differs from image {i} at byte {FirstDifference(expected, actual)}");
             Assert.True(w.Digest(expected).AsSpan().SequenceEqual(p.Digest), $"{context}: point {i} ({p.Id}) records a digest that is not its image's");
