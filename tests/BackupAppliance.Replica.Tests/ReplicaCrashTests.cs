@@ -20,14 +20,7 @@ public sealed class ReplicaCrashTests(ITestOutputHelper output)
     private const string A = ReplicaWorkload.Agent;
     private const string V = ReplicaWorkload.Volume;
 
-    public static TheoryData<int> Runs()
-    {
-        int n = Environment.GetEnvironmentVariable("BAPP_LONG_TESTS") == "1" ? 100 : 10;
-        var data = new TheoryData<int>();
-        for (int i = 0; i < n; i++)
-            data.Add(i);
-        return data;
-    }
+    public static TheoryData<int> Runs() => CrashRuns.Numbers(normal: 10, longRuns: 100);
 
     [Theory]
     [MemberData(nameof(Runs))]
