@@ -16,14 +16,7 @@ public sealed class EraCrashTests
     private const int BlockSize = 64 * 1024;
     private const long VolumeSize = 256L * BlockSize;
 
-    public static TheoryData<int> Runs()
-    {
-        int n = Environment.GetEnvironmentVariable("BAPP_LONG_TESTS") == "1" ? 300 : 30;
-        var data = new TheoryData<int>();
-        for (int i = 0; i < n; i++)
-            data.Add(i);
-        return data;
-    }
+    public static TheoryData<int> Runs() => CrashRuns.Numbers(normal: 30, longRuns: 300);
 
     [Theory]
     [MemberData(nameof(Runs))]

@@ -10,14 +10,14 @@ public class ThinPoolTests
 {
     private const int Bs = 65536;
 
-    private static byte[] Bytes(int n, int seed)
+    internal static byte[] Bytes(int n, int seed)
     {
         var b = new byte[n];
         new Random(seed).NextBytes(b);
         return b;
     }
 
-    private static async Task<byte[]> Read(IBlockVolume v, long off, int len)
+    internal static async Task<byte[]> Read(IBlockVolume v, long off, int len)
     {
         var b = new byte[len];
         await v.ReadAsync(off, b, default);

@@ -55,8 +55,8 @@ public sealed class BlockHashTable : IDisposable
             if (copyOf is not null)
             {
                 // Whole blocks of the base keep their hashes; a base's partial last block changes
-                // meaning when the image grows, so it and everything after start as zeros.
-                long whole = copyOf.ImageSize % blockSize == 0 ? copyOf.BlockCount : copyOf.BlockCount - 1;
+                // meaning when the image's size changes, so it and everything after start as zeros.
+                long whole = copyOf.ImageSize % blockSize == 0 || copyOf.ImageSize == imageSize ? copyOf.BlockCount : copyOf.BlockCount - 1;
                 copied = Math.Min(whole, table.BlockCount);
                 if (copied == table.BlockCount && imageSize % blockSize != 0 && imageSize != copyOf.ImageSize)
                     copied--;

@@ -18,6 +18,9 @@ public static partial class FileSync
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int link(string existing, string newPath);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fallocate(nint fd, int mode, long offset, long length);
 
@@ -36,6 +39,16 @@ public static partial class FileSync
         {
             close(fd);
         }
+    }
+
+    /// <summary>
+    /// A second name for an existing file (link(2)); both names then refer to the same bytes. Fails
+    /// if <paramref name="newPath"/> exists. Not durable until the folder is synced.
+    /// </summary>
+    public static void HardLink(string existing, string newPath)
+    {
+        if (link(existing, newPath) != 0)
+            throw new IOException($"cannot link {existing} as {newPath} (errno {Marshal.GetLastPInvokeError()})");
     }
 
     /// <summary>Deallocates a byte range of a file (it reads as zeroes); false where the file system cannot.</summary>

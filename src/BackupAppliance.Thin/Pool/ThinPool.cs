@@ -186,7 +186,18 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// A snapshot that records <paramref name="changeEpoch"/>: the change tracker's epoch (a dm-era
     /// era) that began when the snapshot was taken, so changes since it can be found by epoch.
     /// </summary>
-    public ThinVolume Snapshot(string name, string snapshotName, ulong? changeEpoch)
+    public ThinVolume Snapshot(string name, string snapshotName, ulong? changeEpoch) =>
+        CreateSnapshot(name, snapshotName, changeEpoch, readOnly: true);
+
+    /// <summary>
+    /// A writable snapshot: shares every block of <paramref name="name"/> until written (dm-thin's
+    /// snapshots are writable; the pool exports ordinary ones read-only). A backup receiver stages
+    /// the next point in one, then publishes it with <see cref="RenameVolume"/>.
+    /// </summary>
+    public ThinVolume WritableSnapshot(string name, string snapshotName) =>
+        CreateSnapshot(name, snapshotName, changeEpoch: null, readOnly: false);
+
+    private ThinVolume CreateSnapshot(string name, string snapshotName, ulong? changeEpoch, bool readOnly)
     {
         ValidateName(snapshotName);
         return Locked(() =>
@@ -200,7 +211,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             CommitLocked();
             var entry = new VolumeEntry
             {
-                Name = snapshotName, DeviceId = id, Size = origin.Size, ReadOnly = true, SnapshotOf = name,
+                Name = snapshotName, DeviceId = id, Size = origin.Size, ReadOnly = readOnly, SnapshotOf = name,
                 Origin = origin.Origin, Created = _time.GetUtcNow(), ChangeEpoch = changeEpoch,
             };
             _catalogue.Volumes.Add(entry);
@@ -231,6 +242,34 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             _catalogue.Volumes.Remove(v);
             _catalogue.Save(_dir);
             CommitLocked();
+        });
+    }
+
+    /// <summary>
+    /// Renames a volume and sets whether it is read-only, in one atomic catalogue write: after a
+    /// crash the catalogue has the old name or the new one, never both or neither. Snapshots that
+    /// name it as their origin follow the new name. Open handles of the volume keep working under the
+    /// new flags (a volume made read-only refuses their writes).
+    /// </summary>
+    public ThinVolume RenameVolume(string name, string newName, bool readOnly)
+    {
+        ValidateName(newName);
+        return Locked(() =>
+        {
+            RequireWritable();
+            var v = _catalogue.Find(name) ?? throw new KeyNotFoundException($"no volume named '{name}'");
+            if (name != newName && _catalogue.Find(newName) is not null)
+                throw new ArgumentException($"cannot rename '{name}' to '{newName}': a volume named '{newName}' already exists");
+            var renamed = v with { Name = newName, ReadOnly = readOnly };
+            var next = new VolumeCatalogue
+            {
+                Volumes = _catalogue.Volumes.Select(e => ReferenceEquals(e, v) ? renamed : e.SnapshotOf == name ? e with { SnapshotOf = newName } : e).ToList(),
+                NextDeviceId = _catalogue.NextDeviceId,
+            };
+            // The in-memory catalogue changes only once the new one is on disk.
+            next.Save(_dir);
+            _catalogue = next;
+            return new ThinVolume(this, renamed);
         });
     }
 
@@ -682,8 +721,12 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     private void RequireWritableVolume(VolumeEntry v)
     {
-        if (v.ReadOnly)
-            throw new VolumeException(VolumeError.ReadOnly, $"volume {v.Name} is a read-only snapshot");
+        // The catalogue's entry decides, not the handle's copy: a volume may have been renamed to
+        // read-only or deleted since the handle was opened.
+        var current = _catalogue.Volumes.Find(e => e.DeviceId == v.DeviceId)
+            ?? throw new VolumeException(VolumeError.InvalidArgument, $"volume {v.Name} no longer exists");
+        if (current.ReadOnly)
+            throw new VolumeException(VolumeError.ReadOnly, $"volume {current.Name} is a read-only snapshot");
         RequireWritable();
     }
 
