@@ -1,32 +1,12 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
-using System.Globalization;
 
 namespace BackupAppliance.Cli.Commands;
 
 /// <summary>Sizes in bytes with binary suffixes: 512, 64K, 10M, 4G, 1T (also KiB, MiB, …).</summary>
 public static class SizeArgs
 {
-    public static bool TryParse(string text, out long bytes)
-    {
-        bytes = 0;
-        string t = text.Trim();
-        long unit = 1;
-        string upper = t.ToUpperInvariant();
-        foreach (var (suffix, mult) in new[] { ("TIB", 1L << 40), ("GIB", 1L << 30), ("MIB", 1L << 20), ("KIB", 1L << 10), ("T", 1L << 40), ("G", 1L << 30), ("M", 1L << 20), ("K", 1L << 10), ("B", 1L) })
-        {
-            if (upper.EndsWith(suffix, StringComparison.Ordinal))
-            {
-                unit = mult;
-                t = t[..^suffix.Length];
-                break;
-            }
-        }
-        if (!long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out long n) || n > long.MaxValue / unit)
-            return false;
-        bytes = n * unit;
-        return true;
-    }
+    public static bool TryParse(string text, out long bytes) => BackupAppliance.Core.ByteSize.TryParse(text, out bytes);
 
     public static Option<long?> Option(string name, string description, bool required = false) => new(name)
     {
@@ -44,16 +24,5 @@ public static class SizeArgs
         return null;
     }
 
-    public static string Human(long bytes)
-    {
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
-        double v = bytes;
-        int u = 0;
-        while (v >= 1024 && u < units.Length - 1)
-        {
-            v /= 1024;
-            u++;
-        }
-        return u == 0 ? $"{bytes} B" : $"{v:0.##} {units[u]}";
-    }
+    public static string Human(long bytes) => BackupAppliance.Core.ByteSize.Human(bytes);
 }

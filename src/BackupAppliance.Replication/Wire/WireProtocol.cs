@@ -43,4 +43,8 @@ public static class WireProtocol
         MaxBinaryBytes = MaxFrameBytes,
         MaxCollectionCount = MaxExtentsPerFrame,
     };
+
+    /// <summary>Whether <paramref name="name"/> may be an agent or volume name (a NATS subject token: 1 to 64 ASCII letters, digits, '-' or '_').</summary>
+    public static bool IsName(string? name) =>
+        !string.IsNullOrEmpty(name) && name.Length <= MaxNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
 }

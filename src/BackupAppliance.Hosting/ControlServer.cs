@@ -1,0 +1,116 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace BackupAppliance.Hosting;
+
+/// <summary>
+/// A daemon's control socket (a Unix socket only local users with access to its folder reach). One
+/// request per connection: a JSON object on one line with an <c>"op"</c>. The reply is one or more
+/// JSON lines: progress lines (<c>{"progress": …}</c>) while the operation runs, and a last line
+/// that is either the result or <c>{"error": "…"}</c>. A client that goes away cancels its operation.
+/// </summary>
+public sealed class ControlServer
+{
+    private readonly string _path;
+    private readonly Func<ControlRequest, CancellationToken, Task<JsonObject>> _handle;
+    private readonly Action<string> _log;
+
+    public ControlServer(string path, Func<ControlRequest, CancellationToken, Task<JsonObject>> handle, Action<string> log)
+    {
+        _path = Path.GetFullPath(path);
+        _handle = handle;
+        _log = log;
+    }
+
+    public string SocketPath => _path;
+
+    /// <summary>Binds the socket (replacing a stale one) and serves until cancelled.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        File.Delete(_path); // a stale socket of a killed daemon; the caller holds the lock that proves it
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(_path));
+        listener.Listen(16);
+        var running = new List<Task>();
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                Socket conn;
+                try { conn = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false); }
+                catch (OperationCanceledException) { break; }
+                running.RemoveAll(t => t.IsCompleted);
+                running.Add(Task.Run(() => ServeAsync(conn, cancellationToken), CancellationToken.None));
+            }
+        }
+        finally
+        {
+            File.Delete(_path);
+            await Task.WhenAll(running).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ServeAsync(Socket conn, CancellationToken stopping)
+    {
+        using var _ = conn;
+        await using var stream = new NetworkStream(conn, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        await using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        JsonObject reply;
+        try
+        {
+            string line = await reader.ReadLineAsync(cts.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(10), cts.Token).ConfigureAwait(false)
+                ?? throw new FormatException("the connection closed before a request");
+            var request = JsonNode.Parse(line) as JsonObject ?? throw new FormatException("a request is one JSON object");
+            string op = request["op"]?.GetValue<string>() ?? throw new FormatException("the request has no \"op\"");
+            // The client closing its end cancels the operation (it is waiting on nobody).
+            var watch = WatchHangUpAsync(reader, cts);
+            var gate = new SemaphoreSlim(1, 1);
+            var control = new ControlRequest(op, request, async progress =>
+            {
+                await gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                try { await writer.WriteLineAsync(new JsonObject { ["progress"] = progress }.ToJsonString()).ConfigureAwait(false); }
+                catch (IOException) { cts.Cancel(); }
+                finally { gate.Release(); }
+            });
+            reply = await _handle(control, cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            reply = new JsonObject { ["error"] = stopping.IsCancellationRequested ? "the daemon is stopping" : "cancelled" };
+        }
+        catch (Exception e) when (e is FormatException or JsonException or InvalidOperationException)
+        {
+            reply = new JsonObject { ["error"] = e.Message };
+        }
+        catch (Exception e)
+        {
+            _log($"control request failed: {e}");
+            reply = new JsonObject { ["error"] = e.Message };
+        }
+        try { await writer.WriteLineAsync(reply.ToJsonString()).ConfigureAwait(false); }
+        catch (IOException) { }
+    }
+
+    private static async Task WatchHangUpAsync(StreamReader reader, CancellationTokenSource cts)
+    {
+        try
+        {
+            while (await reader.ReadLineAsync(cts.Token).ConfigureAwait(false) is not null) { }
+        }
+        catch (Exception) { }
+        if (!cts.IsCancellationRequested)
+            cts.Cancel();
+    }
+}
+
+/// <summary>One control request: its op, the whole JSON object, and a way to send progress lines.</summary>
+public sealed record ControlRequest(string Op, JsonObject Body, Func<JsonObject, Task> Progress)
+{
+    public string Text(string field) =>
+        Body[field]?.GetValue<string>() ?? throw new FormatException($"the {Op} request has no \"{field}\"");
+}
