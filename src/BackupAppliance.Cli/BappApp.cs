@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BackupAppliance.Cli.Commands;
+using BackupAppliance.Cli.Commands.Backup;
 using BackupAppliance.Cli.Commands.Era;
 using BackupAppliance.Cli.Commands.Pool;
 using BackupAppliance.Cli.Commands.Serve;
@@ -45,6 +46,13 @@ public static class BappApp
         vol.Subcommands.Add(VolChangesBenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(vol);
         root.Subcommands.Add(ServeCommand.Create(stdout, stderr));
+        root.Subcommands.Add(AgentRunCommand.Create(stdout, stderr));
+        root.Subcommands.Add(ReceiverRunCommand.Create(stdout, stderr));
+        var backup = new Command("backup", "Backups through the running agent and receiver: now, list");
+        backup.Subcommands.Add(BackupNowCommand.Create(stdout, stderr));
+        backup.Subcommands.Add(BackupListCommand.Create(stdout, stderr));
+        root.Subcommands.Add(backup);
+        root.Subcommands.Add(RestoreCommand.Create(stdout, stderr));
         root.Subcommands.Add(DemoCommand.Create(stdout, stderr));
         return root;
     }

@@ -62,6 +62,9 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
     /// volume is removed (the publish did not happen), and so is a staging missing any of its
     /// volume, hash table or progress record.
     /// </summary>
+    /// <summary>Whether a store was made in <paramref name="dir"/> (its pool exists).</summary>
+    public static bool Exists(string dir) => File.Exists(Path.Combine(new StoreLayout(dir).Pool, PoolSettings.FileName));
+
     public static ReplicaStore Open(string dir, ReplicaStoreOptions? options = null)
     {
         var layout = new StoreLayout(dir);

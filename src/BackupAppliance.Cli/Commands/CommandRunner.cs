@@ -29,6 +29,12 @@ public static class CommandRunner
             stderr.WriteLine($"error: {e.Message}");
             return 1;
         }
+        catch (Exception e) when (e is BackupAppliance.Hosting.ConfigException or BackupAppliance.Hosting.DaemonNotRunningException
+            or BackupAppliance.Replication.Sending.BackupRefusedException or TimeoutException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException or ArgumentException or InvalidOperationException or KeyNotFoundException)
         {
             stderr.WriteLine($"error: {e.Message}");

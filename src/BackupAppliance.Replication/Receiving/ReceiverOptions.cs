@@ -15,6 +15,9 @@ public sealed record ReceiverOptions
     /// </summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>Where the receiver tells what it answers to offers and commits, and every error it sends (a daemon's log); null: silent.</summary>
+    public Action<string>? Log { get; init; }
+
     public static ReceiverOptions Default { get; } = new();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option that is out of range.</summary>

@@ -93,6 +93,12 @@ internal sealed class VolumeSession : IAsyncDisposable
         {
             await ErrorAsync(refusal.Code, refusal.Message, stream, frame.Sequence, cancellationToken);
         }
+        catch (ReplicaStoreException e) when (e.Error is ReplicaStoreError.UnknownVolume or ReplicaStoreError.BaseMismatch)
+        {
+            // Refused before the store changed anything (e.g. a base of another size): the agent decides.
+            var code = e.Error == ReplicaStoreError.UnknownVolume ? WireErrorCode.UnknownVolume : WireErrorCode.BaseMismatch;
+            await ErrorAsync(code, e.Message, stream, frame.Sequence, cancellationToken);
+        }
         catch (Core.SpaceExhaustedException e)
         {
             await ErrorAsync(WireErrorCode.NoSpace, $"the receiver's pool is full: {e.Message}", stream, frame.Sequence, cancellationToken);
@@ -379,6 +385,8 @@ internal sealed class VolumeSession : IAsyncDisposable
 
     private async ValueTask ReplyAsync(ReplicationMessage message, CancellationToken cancellationToken)
     {
+        if (_options.Log is { } log && message is not (Ack or Credit))
+            log($"{_agent}/{_volume}: {message}");
         var bytes = _encoder.Encode(++_replies, message);
         try
         {

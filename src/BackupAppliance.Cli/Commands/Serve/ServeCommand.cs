@@ -30,7 +30,7 @@ public static class ServeCommand
             await using var tracked = TrackedPool.Open(r.GetValue(pool)!, suspendTracking: r.GetValue(suspend));
             var p = tracked.Pool;
             p.Warning += message => stderr.WriteLine($"warning: {message}");
-            var server = new NbdServer(new PoolExports(tracked), new NbdServerOptions
+            var server = new NbdServer(new BackupAppliance.Agent.TrackedPoolExports(tracked), new NbdServerOptions
             {
                 TcpEndPoint = endpoint,
                 UnixSocketPath = r.GetValue(unix),

@@ -2,17 +2,17 @@ using BackupAppliance.Core;
 using BackupAppliance.Nbd;
 using BackupAppliance.ChangeTracking;
 
-namespace BackupAppliance.Cli.Commands.Serve;
+namespace BackupAppliance.Agent;
 
 /// <summary>
 /// Every volume of a pool as an NBD export under its name, writes going through the volume's era
 /// tracker; snapshots read-only. Reads the catalogue live.
 /// </summary>
-public sealed class PoolExports : INbdExportProvider
+public sealed class TrackedPoolExports : INbdExportProvider
 {
     private readonly TrackedPool _pool;
 
-    public PoolExports(TrackedPool pool) => _pool = pool;
+    public TrackedPoolExports(TrackedPool pool) => _pool = pool;
 
     public IReadOnlyList<NbdExportInfo> List() =>
         _pool.Pool.Volumes.Select(v => new NbdExportInfo(v.Name,
