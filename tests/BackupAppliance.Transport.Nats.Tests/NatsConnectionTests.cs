@@ -1,3 +1,4 @@
+using BackupAppliance.TestSupport;
 using System.Threading.Channels;
 using BackupAppliance.Replication.Transport;
 using BackupAppliance.Transport.Nats.Tests.Support;

@@ -1,3 +1,4 @@
+using BackupAppliance.TestSupport;
 namespace BackupAppliance.Transport.Nats.Tests.Support;
 
 /// <summary>One plain nats-server shared by the tests of a class that never stop it.</summary>

@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace BackupAppliance.Transport.Nats.Tests.Support;
+namespace BackupAppliance.TestSupport;
 
 /// <summary>
 /// A real <c>nats-server</c> on a free loopback port with a generated config (max_payload 8MB, plus

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Backups against their peers, in one run, on one machine:
+#   - full backup (`bapp backup now`, agent → nats-server → receiver, all on loopback) against
+#     `nbdcopy` of the same volume from the agent's NBD export to a local file   goal: >= 0.5x its rate
+#   - incremental backup after 1% of the volume's blocks were rewritten, against `restic backup`
+#     and `borg create` of the volume's image after the same change (both reread the whole image)
+#                                                                               goal: >= 20x faster
+#   - bytes on the wire against the changed bytes; peak RSS (VmHWM) of the agent and the receiver.
+#
+#   ops/bench/backup.sh [--size SIZE] [--tree DIR] [--keep]
+#   (defaults: --size 4G, --tree /usr/share: an ext4 filesystem of SIZE made with mkfs.ext4 -d DIR)
+#
+# The volume: an ext4 image holding a copy of DIR (real files), imported into the agent's pool. The
+# change: 1% of the pool's 64 KiB blocks, chosen at random over the whole volume, rewritten with
+# random bytes through NBD (qemu-io), then flushed. restic and borg each get a full backup of the
+# image before the change (untimed warm-up of their repositories) and are timed on the image after
+# the change; ours is timed on `bapp backup now` (snapshot, change set, send, receiver commit).
+# Installs restic and borgbackup with apt when missing. Needs about 4x SIZE of free space under
+# ${TMPDIR:-/tmp}. Every process it starts is stopped by PID and the folder removed on exit
+# (unless --keep).
+set -euo pipefail
+
+root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
+bapp="$root/ops/bapp"
+size=4G
+tree=/usr/share
+keep=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --size) size=$2; shift 2 ;;
+    --tree) tree=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "backup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+command -v restic >/dev/null || need+=(restic)
+command -v borg >/dev/null || need+=(borgbackup)
+if [[ ${#need[@]} -gt 0 ]]; then
+  echo "backup.sh: installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+fi
+for t in nbdcopy qemu-io mkfs.ext4 python3; do
+  command -v "$t" >/dev/null || { echo "backup.sh: error: $t is missing (run ops/setup.sh)" >&2; exit 1; }
+done
+nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/bapp-bench-backup.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ $keep == 1 ]] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+
+echo "== making a $size ext4 filesystem holding $tree"
+truncate -s "$size" "$work/fs.img"
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -d "$tree" "$work/fs.img" 2>/dev/null || mkfs.ext4 -q -F -d "$tree" "$work/fs.img"
+used=$(du -k "$work/fs.img" | cut -f1)
+echo "filesystem image: $size, $((used / 1024)) MiB allocated"
+
+"$bapp" pool create --pool "$work/pool" --data-size "$(( $(stat -c %s "$work/fs.img") * 2 ))" >/dev/null
+"$bapp" vol import --pool "$work/pool" disk --from "$work/fs.img" 2>/dev/null
+port=$(free_port)
+printf 'listen: 127.0.0.1:%s\nmax_payload: 8MB\n' "$port" > "$work/nats.conf"
+"$nats_bin" -c "$work/nats.conf" > "$work/nats.log" 2>&1 & pids+=("$!")
+cat > "$work/agent.json" <<JSON
+{ "agent": "bench", "nats": { "urls": ["nats://127.0.0.1:$port"] }, "pool": "pool",
+  "nbd_listen": "127.0.0.1:0", "volumes": [ { "name": "disk" } ], "zstd_level": 1 }
+JSON
+cat > "$work/receiver.json" <<JSON
+{ "nats": { "urls": ["nats://127.0.0.1:$port"] }, "pool": "replica",
+  "pool_data_size": "$(( $(stat -c %s "$work/fs.img") * 2 ))" }
+JSON
+"$bapp" receiver run --config "$work/receiver.json" > "$work/receiver.out" 2> "$work/receiver.log" & rpid=$!; pids+=("$rpid")
+"$bapp" agent run --config "$work/agent.json" > "$work/agent.out" 2> "$work/agent.log" & apid=$!; pids+=("$apid")
+for f in receiver agent; do
+  for _ in $(seq 600); do grep -q ' ready ' "$work/$f.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ' ready ' "$work/$f.out" || { echo "backup.sh: error: $f did not start" >&2; cat "$work/$f.log" >&2; exit 1; }
+done
+nbd=$(sed -n 's/.* nbd=\([^ ]*\) .*/\1/p' "$work/agent.out")
+url="nbd://$nbd/disk"
+
+echo "== full backup vs nbdcopy of the same volume to a local file"
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); nbdcopy "$url" "$work/nbdcopy.raw"; t1=$(now)
+nbdcopy_s=$(secs "$t0" "$t1"); rm -f "$work/nbdcopy.raw"
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); "$bapp" backup now disk --config "$work/agent.json" --json > "$work/full.json" 2>/dev/null; t1=$(now)
+full_s=$(secs "$t0" "$t1")
+
+echo "== rewriting 1% of the volume's 64 KiB blocks at random through NBD"
+head -c $((64 << 10)) /dev/urandom > "$work/block.bin"
+python3 - "$work/fs.img" "$work/qemu-cmds" <<'PY'
+import os, random, sys
+size = os.path.getsize(sys.argv[1]); blocks = size // 65536
+random.seed(7)
+with open(sys.argv[2], "w") as f:
+    for b in sorted(random.sample(range(blocks), max(1, blocks // 100))):
+        f.write(f"write -P {random.randrange(1, 255)} {b * 65536} 512\n")
+        f.write(f"write -s BLOCK {b * 65536 + 512} 65024\n")
+    f.write("flush\n")
+PY
+sed -i "s|BLOCK|$work/block.bin|" "$work/qemu-cmds"
+qemu-io -f raw "$url" < "$work/qemu-cmds" > /dev/null
+changed_blocks=$(grep -c '^write -s' "$work/qemu-cmds")
+
+echo "== images before and after the change for restic and borg"
+cp --sparse=always "$work/fs.img" "$work/before.img"
+nbdcopy "$url" "$work/after.img"
+export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="$work/restic" BORG_PASSPHRASE=bench BORG_REPO="$work/borg" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+restic init -q >/dev/null
+borg init -e none >/dev/null 2>&1
+mkdir -p "$work/src"
+ln -f "$work/before.img" "$work/src/volume.img"
+(cd "$work/src" && restic backup -q volume.img >/dev/null && borg create -q ::before volume.img)
+ln -f "$work/after.img" "$work/src/volume.img"
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); (cd "$work/src" && restic backup -q volume.img >/dev/null); t1=$(now); restic_s=$(secs "$t0" "$t1")
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); (cd "$work/src" && borg create -q ::after volume.img); t1=$(now); borg_s=$(secs "$t0" "$t1")
+sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+t0=$(now); "$bapp" backup now disk --config "$work/agent.json" --json > "$work/incr.json" 2>/dev/null; t1=$(now)
+incr_s=$(secs "$t0" "$t1")
+agent_mb=$(hwm "$apid"); receiver_mb=$(hwm "$rpid")
+
+echo "== checking the incremental point against the image after the change"
+"$bapp" restore disk@latest --to "$work/restored.img" --config "$work/receiver.json" >/dev/null 2>&1
+cmp "$work/after.img" "$work/restored.img" && echo "restored point = volume after the change"
+
+python3 - "$work" "$size" "$nbdcopy_s" "$full_s" "$restic_s" "$borg_s" "$incr_s" "$agent_mb" "$receiver_mb" "$changed_blocks" <<'PY'
+import json, sys
+w, size, nbdcopy_s, full_s, restic_s, borg_s, incr_s, agent_mb, receiver_mb, changed_blocks = sys.argv[1:]
+full = json.load(open(f"{w}/full.json")); incr = json.load(open(f"{w}/incr.json"))
+nbdcopy_s, full_s, restic_s, borg_s, incr_s = map(float, (nbdcopy_s, full_s, restic_s, borg_s, incr_s))
+mib = lambda b: b / 2**20
+print(f"\nvolume {size} (ext4), {mib(full['data_bytes']):.0f} MiB of data")
+print(f"full backup     bapp backup now {full_s:7.2f} s   nbdcopy {nbdcopy_s:7.2f} s   ratio (rate) {nbdcopy_s / full_s:.2f}x   (goal >= 0.5x)")
+print(f"                wire {mib(full['wire_bytes']):.1f} MiB for {mib(full['changed_bytes']):.1f} MiB changed ({mib(full['data_bytes']):.1f} MiB data)")
+print(f"incremental     bapp backup now {incr_s:7.2f} s   restic {restic_s:7.2f} s ({restic_s / incr_s:.1f}x)   borg {borg_s:7.2f} s ({borg_s / incr_s:.1f}x)   (goal >= 20x)")
+print(f"                {changed_blocks} blocks rewritten = {mib(incr['changed_bytes']):.1f} MiB changed; {mib(incr['data_bytes']):.1f} MiB sent as data; wire {mib(incr['wire_bytes']):.2f} MiB ({incr['wire_bytes'] / max(1, incr['changed_bytes']):.2f} x changed)")
+print(f"peak RSS        agent {agent_mb} MiB, receiver {receiver_mb} MiB (VmHWM over the whole run)")
+PY
