@@ -25,6 +25,7 @@ public sealed class AgentService
 
     public AgentService(AgentConfig config, TrackedPool pool, ITransport transport, DaemonLog log, TimeProvider? time = null)
     {
+        CheckVolumes(config, pool);
         _config = config;
         _pool = pool;
         _transport = transport;
@@ -32,10 +33,15 @@ public sealed class AgentService
         _time = time ?? TimeProvider.System;
         _state = new AgentStateStore(config.StatePath);
         _volumeLocks = config.Volumes.ToDictionary(v => v.Name, _ => new SemaphoreSlim(1, 1));
+    }
+
+    /// <summary>Refuses a configured volume the pool does not have, naming <c>volumes[i].name</c>; writes nothing.</summary>
+    public static void CheckVolumes(AgentConfig config, TrackedPool pool)
+    {
         for (int i = 0; i < config.Volumes.Count; i++)
         {
-            if (_pool.Pool.Volumes.All(v => v.Name != config.Volumes[i].Name))
-                throw new ConfigException(config.File ?? "(agent config)", $"volumes[{i}].name", $"the pool {_pool.Directory} has no volume '{config.Volumes[i].Name}'");
+            if (pool.Pool.Volumes.All(v => v.Name != config.Volumes[i].Name))
+                throw new ConfigException(config.File ?? "(agent config)", $"volumes[{i}].name", $"the pool {pool.Directory} has no volume '{config.Volumes[i].Name}'");
         }
     }
 

@@ -35,12 +35,12 @@ public sealed record NatsSection
             Urls = Urls,
             Name = clientName,
             User = User,
-            Password = Password ?? Secret(file, "nats.password_file", PasswordFile),
-            Token = Token ?? Secret(file, "nats.token_file", TokenFile),
+            Password = Password ?? Secret(file, "nats.password_file", Resolve(file, PasswordFile)),
+            Token = Token ?? Secret(file, "nats.token_file", Resolve(file, TokenFile)),
             Tls = Tls,
-            TlsCaFile = TlsCaFile,
-            TlsCertFile = TlsCertFile,
-            TlsKeyFile = TlsKeyFile,
+            TlsCaFile = Resolve(file, TlsCaFile),
+            TlsCertFile = Resolve(file, TlsCertFile),
+            TlsKeyFile = Resolve(file, TlsKeyFile),
             TlsVerifyServerName = TlsVerifyServerName,
             ConnectTimeout = ConfigRules.Seconds(file, "nats.connect_timeout_seconds", ConnectTimeoutSeconds),
             PingInterval = ConfigRules.Seconds(file, "nats.ping_interval_seconds", PingIntervalSeconds),
@@ -57,6 +57,10 @@ public sealed record NatsSection
         }
         return options;
     }
+
+    // Like every path of a configuration, relative to the file's folder (not to where the daemon was started).
+    private static string? Resolve(string file, string? path) =>
+        string.IsNullOrEmpty(path) ? path : Path.GetFullPath(path, Path.GetDirectoryName(Path.GetFullPath(file))!);
 
     private static string? Secret(string file, string option, string? path)
     {
