@@ -61,6 +61,8 @@ public static class BappApp
     {
         var root = Build(stdout, stderr);
         var config = new InvocationConfiguration { Output = stdout, Error = stderr };
-        return root.Parse(MetadataSnapArgs.Normalize(args)).Invoke(config);
+        // No @response files: "@latest" is a restore argument, not a file of arguments to read.
+        var parser = new ParserConfiguration { ResponseFileTokenReplacer = null };
+        return root.Parse(MetadataSnapArgs.Normalize(args), parser).Invoke(config);
     }
 }

@@ -65,8 +65,10 @@ public static partial class ConfigFile
         string at = e.LineNumber is long line ? $" (line {line + 1}, column {e.BytePositionInLine + 1})" : "";
         string option = OptionName(e.Path);
         string raw = e.Message.Split(" Path:", 2)[0];
-        if (e.InnerException is JsonException syntax)
-            return new ConfigException(file, $"is not valid JSON{at}: {syntax.Message.Split(" LineNumber:", 2)[0]}", e);
+        if (e.InnerException is JsonException syntax && syntax.Message.StartsWith("The input does not contain any JSON tokens", StringComparison.Ordinal))
+            return new ConfigException(file, "is empty (only comments or blanks); it must be one JSON object { … }", e);
+        if (e.InnerException is JsonException)
+            return new ConfigException(file, $"is not valid JSON{at}: {e.InnerException.Message.Split(" LineNumber:", 2)[0]}", e);
         if (raw.StartsWith("Duplicate property", StringComparison.Ordinal) || raw.Contains("duplicate", StringComparison.OrdinalIgnoreCase))
             return new ConfigException(file, option, $"is set twice{at}; keep one", e);
         var unknown = UnmappedRegex().Match(raw);

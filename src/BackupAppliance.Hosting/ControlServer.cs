@@ -65,8 +65,12 @@ public sealed class ControlServer
         {
             string line = await reader.ReadLineAsync(cts.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(10), cts.Token).ConfigureAwait(false)
                 ?? throw new FormatException("the connection closed before a request");
-            var request = JsonNode.Parse(line) as JsonObject ?? throw new FormatException("a request is one JSON object");
-            string op = request["op"]?.GetValue<string>() ?? throw new FormatException("the request has no \"op\"");
+            JsonObject request;
+            try { request = JsonNode.Parse(line) as JsonObject ?? throw new FormatException("a request is one JSON object"); }
+            catch (JsonException e) { throw new FormatException($"the request is not JSON: {e.Message}", e); }
+            string op = request["op"] is JsonValue v && v.TryGetValue(out string? name) && name.Length > 0
+                ? name
+                : throw new FormatException("the request has no \"op\" (a string naming the operation)");
             // The client closing its end cancels the operation (it is waiting on nobody).
             var watch = WatchHangUpAsync(reader, cts);
             var gate = new SemaphoreSlim(1, 1);

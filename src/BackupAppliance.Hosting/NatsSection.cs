@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using BackupAppliance.Transport.Nats;
 
 namespace BackupAppliance.Hosting;
@@ -53,7 +54,10 @@ public sealed record NatsSection
         }
         catch (NatsOptionsException e)
         {
-            throw new ConfigException(file, "nats." + SnakeCase(e.ParamName ?? ""), e.Message.Replace($"NATS option {e.ParamName}: ", "").Split(" (Parameter", 2)[0], e);
+            string problem = e.Message.Replace($"NATS option {e.ParamName}: ", "").Split(" (Parameter", 2)[0];
+            // The transport speaks of its .NET names (TlsCertFile); the file's reader knows tls_cert_file.
+            problem = Regex.Replace(problem, @"\b(?:Urls|User|Password|Token|Tls|TlsCaFile|TlsCertFile|TlsKeyFile|MaxPingsOut)\b", m => SnakeCase(m.Value));
+            throw new ConfigException(file, "nats." + SnakeCase(e.ParamName ?? ""), problem, e);
         }
         return options;
     }
