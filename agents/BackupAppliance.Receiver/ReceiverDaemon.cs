@@ -51,7 +51,8 @@ public static class ReceiverDaemon
 
     private static ReplicaStore Create(ReceiverConfig config, ReplicaStoreOptions options, DaemonLog log)
     {
+        // An agent cannot wait for someone to grow the pool: a full pool refuses at once (NoSpace), and the backup says so.
         log.Info($"making the receiver's pool in {config.PoolPath}: {config.PoolDataSize} of data, {config.PoolBlockSize} blocks");
-        return ReplicaStore.Create(config.PoolPath, config.PoolDataBytes, new PoolSettings { DataBlockSize = config.PoolBlockBytes }, options);
+        return ReplicaStore.Create(config.PoolPath, config.PoolDataBytes, new PoolSettings { DataBlockSize = config.PoolBlockBytes, ErrorIfNoSpace = true }, options);
     }
 }

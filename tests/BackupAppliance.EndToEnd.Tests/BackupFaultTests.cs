@@ -23,6 +23,7 @@ public sealed class BackupFaultTests
         string first = rig.Snapshot("first.raw");
         taken[rig.BackupNowOk()["point"]!.GetValue<string>()] = first;
         var log = new List<string>();
+        int interrupted = 0; // runs whose kill landed mid-stream (the backup resumed or had to be asked again)
         for (int run = 0; run < Runs; run++)
         {
             string fault = (run % 3) switch { 0 => "agent", 1 => "receiver", _ => "nats-server" };
@@ -30,7 +31,7 @@ public sealed class BackupFaultTests
             string sha = rig.Snapshot($"run-{run}.raw");
             int before = rig.Points().Count;
             var backup = Task.Run(rig.BackupNow);
-            await Task.Delay(rng.Next(50, 1500));
+            await Task.Delay(rng.Next(20, 700));
             switch (fault)
             {
                 case "agent": rig.KillAgent(); break;
@@ -52,12 +53,16 @@ public sealed class BackupFaultTests
             string point;
             if (first1.ExitCode == 0)
             {
-                point = System.Text.Json.Nodes.JsonNode.Parse(first1.Stdout)!["point"]!.GetValue<string>();
+                var done = System.Text.Json.Nodes.JsonNode.Parse(first1.Stdout)!;
+                point = done["point"]!.GetValue<string>();
+                if (done["resumed"]!.GetValue<bool>())
+                    interrupted++;
             }
             else
             {
                 // The agent was killed under the CLI's feet (or the backup outran the kill): ask again; it resumes.
                 point = rig.BackupNowOk()["point"]!.GetValue<string>();
+                interrupted++;
             }
             taken.TryAdd(point, sha);
             Assert.Equal(sha, taken[point]);
@@ -71,6 +76,8 @@ public sealed class BackupFaultTests
         foreach (var (point, sha) in taken.Take(3))
             Assert.Equal(sha, rig.Restore(point, "old.raw"));
         Assert.Equal(Runs + 1, rig.Points().Count);
+        // The campaign must really interrupt backups, not only kill idle daemons.
+        Assert.True(interrupted >= Runs / 4, $"only {interrupted} of {Runs} kills landed mid-stream: {string.Join("; ", log)}");
     }
 
     private static System.Text.Json.Nodes.JsonArray CheckListed(BackupRig rig, Dictionary<string, string> taken, string pending, int run)

@@ -58,7 +58,7 @@ public sealed class BackupRig : IAsyncDisposable
             {
               "nats": { "urls": ["{{nats.Url}}"] },
               "pool": "replica",
-              "pool_data_size": "{{volumeSize * 8}}",
+              "pool_data_size": "{{volumeSize * 64}}",
               {{extraReceiverOptions}}
               "credit_frames": 16
             }
