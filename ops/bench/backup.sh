@@ -15,6 +15,7 @@
 # random bytes through NBD (qemu-io), then flushed. restic and borg each get a full backup of the
 # image before the change (untimed warm-up of their repositories) and are timed on the image after
 # the change; ours is timed on `bapp backup now` (snapshot, change set, send, receiver commit).
+# Environment: receiver_extra=', "credit_frames": 64' adds options to the receiver's configuration.
 # Installs restic and borgbackup with apt when missing. Needs about 4x SIZE of free space under
 # ${TMPDIR:-/tmp}. Every process it starts is stopped by PID and the folder removed on exit
 # (unless --keep).
@@ -77,7 +78,7 @@ cat > "$work/agent.json" <<JSON
 JSON
 cat > "$work/receiver.json" <<JSON
 { "nats": { "urls": ["nats://127.0.0.1:$port"] }, "pool": "replica",
-  "pool_data_size": "$(( $(stat -c %s "$work/fs.img") * 2 ))" }
+  "pool_data_size": "$(( $(stat -c %s "$work/fs.img") * 2 ))"${receiver_extra:-} }
 JSON
 "$bapp" receiver run --config "$work/receiver.json" > "$work/receiver.out" 2> "$work/receiver.log" & rpid=$!; pids+=("$rpid")
 "$bapp" agent run --config "$work/agent.json" > "$work/agent.out" 2> "$work/agent.log" & apid=$!; pids+=("$apid")
@@ -120,12 +121,12 @@ restic init -q >/dev/null
 borg init -e none >/dev/null 2>&1
 mkdir -p "$work/src"
 ln -f "$work/before.img" "$work/src/volume.img"
-(cd "$work/src" && restic backup -q volume.img >/dev/null && borg create -q ::before volume.img)
+(cd "$work/src" && restic backup -q volume.img >/dev/null && borg create ::before volume.img)
 ln -f "$work/after.img" "$work/src/volume.img"
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 t0=$(now); (cd "$work/src" && restic backup -q volume.img >/dev/null); t1=$(now); restic_s=$(secs "$t0" "$t1")
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-t0=$(now); (cd "$work/src" && borg create -q ::after volume.img); t1=$(now); borg_s=$(secs "$t0" "$t1")
+t0=$(now); (cd "$work/src" && borg create ::after volume.img); t1=$(now); borg_s=$(secs "$t0" "$t1")
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 t0=$(now); "$bapp" backup now disk --config "$work/agent.json" --json > "$work/incr.json" 2>/dev/null; t1=$(now)
 incr_s=$(secs "$t0" "$t1")
