@@ -390,7 +390,7 @@ internal sealed class VolumeSession : IAsyncDisposable
     private async ValueTask ReplyAsync(ReplicationMessage message, CancellationToken cancellationToken)
     {
         if (_options.Log is { } log && message is not (Ack or Credit))
-            log($"{_agent}/{_volume}: {message}");
+            log($"{_agent}/{_volume}: " + (message is CommitAck c ? $"commit_ack stream {c.Stream} point {c.Point} digest {Convert.ToHexStringLower(c.ImageDigest)}" : message.ToString()));
         var bytes = _encoder.Encode(++_replies, message);
         try
         {
