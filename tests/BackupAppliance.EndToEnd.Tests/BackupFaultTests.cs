@@ -16,7 +16,8 @@ public sealed class BackupFaultTests
     public async Task KillNineMidStreamNeverListsAPartialPointAndTheBackupCompletes()
     {
         const long size = 96L << 20;
-        await using var rig = await BackupRig.StartAsync(size);
+        // Every run keeps a point of up to ~120 MiB of changes (no retention yet): size the receiver's pool for all of them.
+        await using var rig = await BackupRig.StartAsync(size, receiverPoolSize: (Runs + 4) * (128L << 20));
         var rng = new Random(11);
         var taken = new Dictionary<string, string>(); // point → sha256 of the image it was taken of
         rig.Write(rng, writes: 30, maxLength: 4 << 20);

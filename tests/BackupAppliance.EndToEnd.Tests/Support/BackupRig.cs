@@ -32,8 +32,8 @@ public sealed class BackupRig : IAsyncDisposable
     public int NbdPort { get; private set; }
     public string NbdUrl => $"nbd://127.0.0.1:{NbdPort}/{Volume}";
 
-    /// <summary>Makes the pool and volume, writes both configurations, starts nats-server, the receiver and the agent.</summary>
-    public static async Task<BackupRig> StartAsync(long volumeSize, string extraAgentOptions = "", string extraReceiverOptions = "")
+    /// <summary>Makes the pool and volume, writes both configurations, starts nats-server, the receiver and the agent. The receiver's pool holds <paramref name="receiverPoolSize"/> bytes of data (default 64 volumes' worth: points are never deleted yet).</summary>
+    public static async Task<BackupRig> StartAsync(long volumeSize, string extraAgentOptions = "", string extraReceiverOptions = "", long? receiverPoolSize = null)
     {
         var dir = Tool.TempDir();
         var nats = await NatsServer.StartAsync();
@@ -58,7 +58,7 @@ public sealed class BackupRig : IAsyncDisposable
             {
               "nats": { "urls": ["{{nats.Url}}"] },
               "pool": "replica",
-              "pool_data_size": "{{volumeSize * 64}}",
+              "pool_data_size": "{{receiverPoolSize ?? volumeSize * 64}}",
               {{extraReceiverOptions}}
               "credit_frames": 16
             }
