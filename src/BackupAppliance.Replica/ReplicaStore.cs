@@ -321,7 +321,9 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
             if (RecoverStaging(agent, volume, names))
                 valid.Add(StoreLayout.StagingVolume(agent, volume));
         }
-        foreach (string name in names.Where(n => StoreLayout.IsStagingVolume(n) && !valid.Contains(n)))
+        // Staging volumes nothing claims (RecoverStaging has already removed the ones it judged, so
+        // look at the pool as it is now, not at the names read before).
+        foreach (string name in _pool.Volumes.Select(v => v.Name).Where(n => StoreLayout.IsStagingVolume(n) && !valid.Contains(n)).ToList())
             _pool.DeleteVolume(name);
     }
 
