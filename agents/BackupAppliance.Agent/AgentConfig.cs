@@ -71,8 +71,7 @@ public sealed record AgentConfig : IValidatedConfig
         Nats.ToOptions(file, $"bapp-agent-{Agent}");
     }
 
-    private string Resolve(string path) =>
-        Path.GetFullPath(path, File is null ? Environment.CurrentDirectory : Path.GetDirectoryName(File)!);
+    private string Resolve(string path) => ConfigFile.ResolvePath(File, path);
 }
 
 /// <summary>One protected volume.</summary>

@@ -65,6 +65,5 @@ public sealed record ReceiverConfig : IValidatedConfig
         Nats.ToOptions(file, $"bapp-receiver-{Name}");
     }
 
-    private string Resolve(string path) =>
-        Path.GetFullPath(path, File is null ? Environment.CurrentDirectory : Path.GetDirectoryName(File)!);
+    private string Resolve(string path) => ConfigFile.ResolvePath(File, path);
 }

@@ -26,6 +26,13 @@ public static partial class ConfigFile
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OnlyOptions } },
     };
 
+    /// <summary>
+    /// A path named in a configuration: relative paths are relative to the configuration file's
+    /// folder (not to where the daemon was started), or to the current folder when there is no file.
+    /// </summary>
+    public static string ResolvePath(string? configFile, string path) =>
+        Path.GetFullPath(path, configFile is null ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(configFile))!);
+
     /// <summary>Loads <paramref name="path"/> as <typeparamref name="T"/>, then runs its validation.</summary>
     public static T Load<T>(string path) where T : class, IValidatedConfig
     {

@@ -62,9 +62,8 @@ public sealed record NatsSection
         return options;
     }
 
-    // Like every path of a configuration, relative to the file's folder (not to where the daemon was started).
     private static string? Resolve(string file, string? path) =>
-        string.IsNullOrEmpty(path) ? path : Path.GetFullPath(path, Path.GetDirectoryName(Path.GetFullPath(file))!);
+        string.IsNullOrEmpty(path) ? path : ConfigFile.ResolvePath(file, path);
 
     private static string? Secret(string file, string option, string? path)
     {
