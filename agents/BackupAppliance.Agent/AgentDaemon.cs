@@ -68,9 +68,7 @@ public static class AgentDaemon
             case "backup":
             {
                 string volume = request.Text("volume");
-                var progress = new ControlProgress(request);
-                var r = await service.BackupAsync(volume, progress, cancellationToken).ConfigureAwait(false);
-                await progress.DrainAsync().ConfigureAwait(false);
+                var r = await service.BackupAsync(volume, new ControlProgress(request), cancellationToken).ConfigureAwait(false);
                 return new JsonObject
                 {
                     ["volume"] = volume, ["point"] = r.Point, ["digest"] = Convert.ToHexStringLower(r.Digest),
@@ -97,34 +95,22 @@ public static class AgentDaemon
         }
     }
 
-    /// <summary>Sends the sender's progress as control lines, at most about 5 a second.</summary>
+    /// <summary>Sends the sender's progress as control lines, at most about 5 a second (and always the last).</summary>
     private sealed class ControlProgress(ControlRequest request) : IProgress<BackupProgress>
     {
         private long _lastTicks;
-        private Task _last = Task.CompletedTask;
-        private readonly Lock _sync = new();
 
         public void Report(BackupProgress value)
         {
             long now = Environment.TickCount64;
-            lock (_sync)
+            if (now - Interlocked.Read(ref _lastTicks) < 200 && value.BytesDone < value.BytesTotal)
+                return;
+            Interlocked.Exchange(ref _lastTicks, now);
+            request.Report(new JsonObject
             {
-                if (now - _lastTicks < 200 && value.BytesDone < value.BytesTotal)
-                    return;
-                _lastTicks = now;
-                var line = new JsonObject
-                {
-                    ["done"] = value.BytesDone, ["total"] = value.BytesTotal, ["sent"] = value.BytesSent,
-                    ["wire"] = value.WireBytes, ["phase"] = value.Phase,
-                };
-                _last = _last.ContinueWith(_ => request.Progress(line), TaskScheduler.Default).Unwrap();
-            }
-        }
-
-        public Task DrainAsync()
-        {
-            lock (_sync)
-                return _last;
+                ["done"] = value.BytesDone, ["total"] = value.BytesTotal, ["sent"] = value.BytesSent,
+                ["wire"] = value.WireBytes, ["phase"] = value.Phase,
+            });
         }
     }
 }

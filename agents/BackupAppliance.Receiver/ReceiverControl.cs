@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using BackupAppliance.Core;
 using BackupAppliance.Hosting;
 using BackupAppliance.Replica;
 using BackupAppliance.Replication.Receiving;
@@ -23,7 +24,7 @@ public static class ReceiverControl
                 throw new InvalidOperationException($"the receiver's pool {config.PoolPath} does not exist yet (start the receiver once: `bapp receiver run --config {config.File}`)");
             await using var store = ReplicaStore.Open(config.PoolPath, config.StoreOptions());
             string op = request["op"]?.GetValue<string>() ?? "";
-            var control = new ControlRequest(op, request, p => { onProgress?.Invoke(p); return Task.CompletedTask; });
+            var control = new ControlRequest(op, request, p => onProgress?.Invoke(p));
             return await HandleAsync(store, null, control, cancellationToken).ConfigureAwait(false);
         }
     }
@@ -57,25 +58,15 @@ public static class ReceiverControl
                 var point = store.FindPoint(agent, volume, request.Text("point"))
                     ?? throw new InvalidOperationException($"{agent}/{volume} has no point '{request.Text("point")}' (see `bapp backup list {volume}`)");
                 long last = 0;
-                var progress = new Progress<long>();
-                var sync = new Lock();
-                var lastSent = Task.CompletedTask;
-                progress.ProgressChanged += (_, done) =>
+                var progress = new CallbackProgress<long>(done =>
                 {
-                    lock (sync)
-                    {
-                        if (done - last < (64L << 20) && done < point.Size)
-                            return;
-                        last = done;
-                        var line = new JsonObject { ["done"] = done, ["total"] = point.Size };
-                        lastSent = lastSent.ContinueWith(_ => request.Progress(line), TaskScheduler.Default).Unwrap();
-                    }
-                };
+                    // A line every 64 MiB and at the end (reports come in order, from the restoring thread).
+                    if (done - last < (64L << 20) && done < point.Size)
+                        return;
+                    last = done;
+                    request.Report(new JsonObject { ["done"] = done, ["total"] = point.Size });
+                });
                 await store.RestoreAsync(agent, volume, point.Id, to, overwrite, progress, cancellationToken).ConfigureAwait(false);
-                Task pending;
-                lock (sync)
-                    pending = lastSent;
-                await pending.ConfigureAwait(false);
                 var reply = PointJson(point);
                 reply["to"] = to;
                 return reply;

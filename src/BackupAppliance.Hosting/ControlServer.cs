@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Threading.Channels;
 
 namespace BackupAppliance.Hosting;
 
@@ -55,11 +56,15 @@ public sealed class ControlServer
 
     private async Task ServeAsync(Socket conn, CancellationToken stopping)
     {
-        using var _ = conn;
+        using var owned = conn;
         await using var stream = new NetworkStream(conn, ownsSocket: false);
         using var reader = new StreamReader(stream, Encoding.UTF8);
         await using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        // Progress lines are queued and written in order by one pump, so a handler reports without
+        // waiting, and every line is out before the result.
+        var progress = Channel.CreateUnbounded<JsonObject>(new UnboundedChannelOptions { SingleReader = true });
+        var pump = Task.CompletedTask;
         JsonObject reply;
         try
         {
@@ -72,16 +77,9 @@ public sealed class ControlServer
                 ? name
                 : throw new FormatException("the request has no \"op\" (a string naming the operation)");
             // The client closing its end cancels the operation (it is waiting on nobody).
-            var watch = WatchHangUpAsync(reader, cts);
-            var gate = new SemaphoreSlim(1, 1);
-            var control = new ControlRequest(op, request, async progress =>
-            {
-                await gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-                try { await writer.WriteLineAsync(new JsonObject { ["progress"] = progress }.ToJsonString()).ConfigureAwait(false); }
-                catch (IOException) { cts.Cancel(); }
-                finally { gate.Release(); }
-            });
-            reply = await _handle(control, cts.Token).ConfigureAwait(false);
+            _ = WatchHangUpAsync(reader, cts);
+            pump = PumpProgressAsync(progress.Reader, writer, cts);
+            reply = await _handle(new ControlRequest(op, request, line => progress.Writer.TryWrite(line)), cts.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested)
         {
@@ -96,8 +94,19 @@ public sealed class ControlServer
             _log($"control request failed: {e}");
             reply = new JsonObject { ["error"] = e.Message };
         }
+        progress.Writer.TryComplete();
+        await pump.ConfigureAwait(false);
         try { await writer.WriteLineAsync(reply.ToJsonString()).ConfigureAwait(false); }
         catch (IOException) { }
+    }
+
+    private static async Task PumpProgressAsync(ChannelReader<JsonObject> lines, StreamWriter writer, CancellationTokenSource cts)
+    {
+        await foreach (var line in lines.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            try { await writer.WriteLineAsync(new JsonObject { ["progress"] = line }.ToJsonString()).ConfigureAwait(false); }
+            catch (IOException) { cts.Cancel(); }
+        }
     }
 
     private static async Task WatchHangUpAsync(StreamReader reader, CancellationTokenSource cts)
@@ -112,8 +121,11 @@ public sealed class ControlServer
     }
 }
 
-/// <summary>One control request: its op, the whole JSON object, and a way to send progress lines.</summary>
-public sealed record ControlRequest(string Op, JsonObject Body, Func<JsonObject, Task> Progress)
+/// <summary>
+/// One control request: its op, the whole JSON object, and <paramref name="Report"/>, which sends a
+/// progress line without blocking (lines go out in the order reported, all before the result).
+/// </summary>
+public sealed record ControlRequest(string Op, JsonObject Body, Action<JsonObject> Report)
 {
     public string Text(string field) =>
         Body[field]?.GetValue<string>() ?? throw new FormatException($"the {Op} request has no \"{field}\"");

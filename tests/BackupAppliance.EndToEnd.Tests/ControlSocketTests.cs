@@ -67,11 +67,11 @@ public sealed class ControlSocketTests : IAsyncDisposable
     [Fact]
     public async Task ProgressLinesArriveBeforeTheResult()
     {
-        Serve(async (r, _) =>
+        Serve((r, _) =>
         {
             for (int i = 1; i <= 3; i++)
-                await r.Progress(new JsonObject { ["done"] = i, ["total"] = 3 });
-            return new JsonObject { ["op"] = r.Op, ["volume"] = r.Text("volume") };
+                r.Report(new JsonObject { ["done"] = i, ["total"] = 3 });
+            return Task.FromResult(new JsonObject { ["op"] = r.Op, ["volume"] = r.Text("volume") });
         });
         var lines = await ExchangeAsync("{\"op\":\"backup\",\"volume\":\"disk\"}");
         Assert.Equal(

@@ -174,7 +174,7 @@ public sealed class ReplicaStoreTests
         var point = await w.BackupAsync(store, 0);
         string image = dir.File("restored.img");
         long reported = 0;
-        await store.RestoreAsync(A, V, ReplicaStore.Latest, image, overwrite: false, new Progress(v => reported = Math.Max(reported, v)), CancellationToken.None);
+        await store.RestoreAsync(A, V, ReplicaStore.Latest, image, overwrite: false, new BackupAppliance.Core.CallbackProgress<long>(v => reported = Math.Max(reported, v)), CancellationToken.None);
 
         var expected = w.Image(0);
         Assert.Equal(expected.Length, new FileInfo(image).Length);
@@ -197,11 +197,6 @@ public sealed class ReplicaStoreTests
         var unknown = await Assert.ThrowsAsync<ReplicaStoreException>(() => store.RestoreAsync(A, V, "20200101T000000Z", dir.File("x.img"), false, null, CancellationToken.None).AsTask());
         Assert.Equal(ReplicaStoreError.UnknownPoint, unknown.Error);
         Assert.False(File.Exists(dir.File("x.img")));
-    }
-
-    private sealed class Progress(Action<long> report) : IProgress<long>
-    {
-        public void Report(long value) => report(value);
     }
 
     [Fact]
