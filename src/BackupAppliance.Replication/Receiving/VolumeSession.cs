@@ -99,11 +99,7 @@ internal sealed class VolumeSession : IAsyncDisposable
             var code = e.Error == ReplicaStoreError.UnknownVolume ? WireErrorCode.UnknownVolume : WireErrorCode.BaseMismatch;
             await ErrorAsync(code, e.Message, stream, frame.Sequence, cancellationToken);
         }
-        catch (Core.VolumeException e) when (e.Error == Core.VolumeError.NoSpace)
-        {
-            await ErrorAsync(WireErrorCode.NoSpace, $"the receiver's pool is full: {e.Message}", stream, frame.Sequence, cancellationToken);
-        }
-        catch (Core.SpaceExhaustedException e)
+        catch (Exception e) when (e is Core.SpaceExhaustedException or Core.VolumeException { Error: Core.VolumeError.NoSpace })
         {
             await ErrorAsync(WireErrorCode.NoSpace, $"the receiver's pool is full: {e.Message}", stream, frame.Sequence, cancellationToken);
         }
