@@ -85,8 +85,10 @@ public sealed class ControlServer
         {
             reply = new JsonObject { ["error"] = stopping.IsCancellationRequested ? "the daemon is stopping" : "cancelled" };
         }
-        catch (Exception e) when (e is FormatException or JsonException or InvalidOperationException)
+        catch (Exception e) when (e is FormatException or JsonException or InvalidOperationException or ArgumentException
+            or IOException or TimeoutException or KeyNotFoundException or BackupAppliance.Core.VolumeException)
         {
+            // The request was wrong or the operation failed for a reason its text names: the answer says so.
             reply = new JsonObject { ["error"] = e.Message };
         }
         catch (Exception e)
