@@ -100,7 +100,7 @@ internal sealed class BackupTransfer : IAsyncDisposable
         if (_subscription is not null)
             await _subscription.DisposeAsync();
         _encoder.Dispose();
-        _builder.Dispose();
+        await _builder.DisposeAsync();
     }
 
     /// <summary>Offers until the receiver answers begin, resume or commit_ack.</summary>

@@ -11,15 +11,20 @@ namespace BackupAppliance.Replication.Sending;
 /// all-zero blocks become zero extents, the rest is zstd-compressed with its block hashes; zero and
 /// discard ranges become extents without reading. Every block passed gets its hash in the source's
 /// table. The same position always yields the same frames, so a resend is a rebuild from the
-/// acknowledged position, and memory stays at one frame's pooled buffers.
+/// acknowledged position. Reads come through a <see cref="SourceReadAhead"/>, so the source reads
+/// while frames are built; memory stays at one frame's pooled buffers plus its bounded windows.
 /// </summary>
-internal sealed class DataFrameBuilder : IDisposable
+internal sealed class DataFrameBuilder : IAsyncDisposable
 {
     /// <summary>Room kept in a frame for its envelope and extent headers.</summary>
     private const int FrameHeadroom = 1024;
     private const int ExtentHeaderBytes = 32;
 
+    /// <summary>Read-ahead windows waiting: the disk stays this many frames' data ahead.</summary>
+    private const int ReadAheadDepth = 4;
+
     private readonly IBackupSource _source;
+    private readonly SourceReadAhead _readAhead;
     private readonly ZstdCompressor _zstd;
     private readonly int _block;
     private readonly byte[] _read;
@@ -32,6 +37,7 @@ internal sealed class DataFrameBuilder : IDisposable
     {
         _source = source;
         _block = source.BlockSize;
+        _readAhead = new SourceReadAhead(source, WireProtocol.MaxFrameData, ReadAheadDepth);
         _zstd = new ZstdCompressor(compressionLevel);
         _read = ArrayPool<byte>.Shared.Rent(WireProtocol.MaxFrameData);
         _packed = ArrayPool<byte>.Shared.Rent(ZstdCompressor.MaxCompressedLength(WireProtocol.MaxFrameData)
@@ -90,7 +96,7 @@ internal sealed class DataFrameBuilder : IDisposable
             for (long at = start; at < stop;)
             {
                 int chunk = (int)Math.Min(stop - at, WireProtocol.MaxFrameData);
-                await _source.ReadAsync(at, _read.AsMemory(0, chunk), cancellationToken);
+                await _readAhead.ReadAsync(at, _read.AsMemory(0, chunk), cancellationToken);
                 var hashes = _hashes.AsSpan(0, BlockHashes.Count(chunk, _block) * WireProtocol.HashSize);
                 BlockHashes.Compute(_read.AsSpan(0, chunk), _block, hashes);
                 _source.Hashes.Set(at / _block, hashes);
@@ -130,7 +136,7 @@ internal sealed class DataFrameBuilder : IDisposable
             if (room == 0)
                 break;
             int chunk = (int)Math.Min(r.End - start, room);
-            await _source.ReadAsync(start, _read.AsMemory(0, chunk), cancellationToken);
+            await _readAhead.ReadAsync(start, _read.AsMemory(0, chunk), cancellationToken);
             int used = PackChunk(start, chunk, ref packing);
             Advance(start + used);
             if (used < chunk)
@@ -142,8 +148,9 @@ internal sealed class DataFrameBuilder : IDisposable
         return _extents.Count == 0 ? null : new DataFrame(stream, _extents);
     }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
+        await _readAhead.DisposeAsync();
         _zstd.Dispose();
         ArrayPool<byte>.Shared.Return(_read);
         ArrayPool<byte>.Shared.Return(_packed);
