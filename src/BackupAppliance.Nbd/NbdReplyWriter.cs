@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace BackupAppliance.Nbd;
@@ -8,20 +10,25 @@ namespace BackupAppliance.Nbd;
 /// Encodes transmission replies, simple or structured as negotiated, and sends each whole reply
 /// in one write under a lock: requests complete concurrently and out of order, but their replies
 /// never interleave on the wire. Buffers that carry data are the caller's, usually with room left
-/// in front for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>).
+/// in front for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>). A reply
+/// in two parts (a large read's header and data) goes out in one gathered send on a socket.
 /// </summary>
 internal sealed class NbdReplyWriter
 {
     private const int MaxMessageChars = 200;
 
     private readonly Stream _stream;
+    private readonly Socket? _socket;
     private readonly bool _structured;
     // Never disposed: a request finishing late after an abort may still reach for it.
     private readonly SemaphoreSlim _lock = new(1, 1);
+    // The two parts of a gathered send; used only under _lock.
+    private readonly ArraySegment<byte>[] _parts = new ArraySegment<byte>[2];
 
     public NbdReplyWriter(Stream stream, bool structured)
     {
         _stream = stream;
+        _socket = (stream as NetworkStream)?.Socket;
         _structured = structured;
     }
 
@@ -91,9 +98,9 @@ internal sealed class NbdReplyWriter
     /// Read data as a simple reply followed by the data, or one final NBD_REPLY_TYPE_OFFSET_DATA
     /// chunk (the data was read in full before sending, so no error can follow it). The data sits
     /// in <paramref name="buffer"/> at <paramref name="dataOffset"/>: either
-    /// <see cref="ReadDataOffset"/>, leaving room to put the header in front and send once, or 0,
-    /// and the header goes out as a separate write under the same lock (large reads, so their
-    /// buffer stays the size of the data and not the next power of two up).
+    /// <see cref="ReadDataOffset"/>, leaving room to put the header in front, or 0, and the header
+    /// comes from a buffer of its own (large reads, so their buffer stays the size of the data and
+    /// not the next power of two up); either way the reply is one send on a socket.
     /// </summary>
     public async ValueTask SendReadAsync(ulong cookie, ulong offset, byte[] buffer, int dataOffset, int dataLength, CancellationToken cancellationToken)
     {
@@ -140,15 +147,44 @@ internal sealed class NbdReplyWriter
     private ValueTask SendAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellationToken) =>
         SendAsync(reply, ReadOnlyMemory<byte>.Empty, cancellationToken);
 
-    /// <summary>One reply, in one or two parts, with nothing from another reply in between.</summary>
+    /// <summary>
+    /// One reply, in one or two parts, with nothing from another reply in between. Two parts on a
+    /// socket are one sendmsg (a second send would cost a system call and, on a full socket, a
+    /// second wait); on other streams, two writes.
+    /// </summary>
     private async ValueTask SendAsync(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second, CancellationToken cancellationToken)
     {
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await _stream.WriteAsync(first, cancellationToken).ConfigureAwait(false);
-            if (!second.IsEmpty)
+            if (second.IsEmpty)
+            {
+                await _stream.WriteAsync(first, cancellationToken).ConfigureAwait(false);
+            }
+            else if (_socket is not null && MemoryMarshal.TryGetArray(first, out var head) && MemoryMarshal.TryGetArray(second, out var tail))
+            {
+                _parts[0] = head;
+                _parts[1] = tail;
+                try
+                {
+                    // Completes only once every byte is sent; the socket is closed on abort, which ends it.
+                    await _socket.SendAsync(_parts, SocketFlags.None).ConfigureAwait(false);
+                }
+                catch (SocketException e)
+                {
+                    // As NetworkStream reports a failed write, so callers see one kind of failure.
+                    throw new IOException($"sending a reply failed: {e.Message}", e);
+                }
+                finally
+                {
+                    _parts[0] = _parts[1] = default;
+                }
+            }
+            else
+            {
+                await _stream.WriteAsync(first, cancellationToken).ConfigureAwait(false);
                 await _stream.WriteAsync(second, cancellationToken).ConfigureAwait(false);
+            }
         }
         finally
         {

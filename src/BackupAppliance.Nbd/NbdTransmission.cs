@@ -7,8 +7,12 @@ namespace BackupAppliance.Nbd;
 /// <summary>
 /// The transmission phase of one connection (nbdkit's protocol.c and protocol-receive.c): a loop
 /// reads request headers (and WRITE payloads), judges each with <see cref="NbdRequestValidator"/>,
-/// and hands it to the thread pool; up to <see cref="NbdServerOptions.MaxInFlightPerConnection"/>
-/// requests run at once and answer in whatever order they finish, through <see cref="NbdReplyWriter"/>.
+/// and starts it on the loop's own thread: a request the volume completes at once (a read or an
+/// overwrite from the page cache) is answered before the next header is read, without a thread
+/// hand-off; one that has to wait (a copy-on-write, a commit, a full socket) returns to the loop at
+/// its first wait and finishes on the thread pool. Up to
+/// <see cref="NbdServerOptions.MaxInFlightPerConnection"/> requests are in flight at once and answer
+/// in whatever order they finish, through <see cref="NbdReplyWriter"/>.
 /// The loop ends on NBD_CMD_DISC, end of stream, a protocol violation, a failed reply or a stop;
 /// requests in flight are always finished before it returns.
 /// </summary>
@@ -92,8 +96,9 @@ internal sealed class NbdTransmission
                 }
             }
 
-            var owned = payload;
-            _ = Task.Run(() => ExecuteAsync(request, check, owned, abort), CancellationToken.None);
+            // Runs here until its first wait that does not complete at once; it returns the payload
+            // and the slot itself, so the loop goes on to the next header either way.
+            _ = ExecuteAsync(request, check, payload, abort);
             dispatched = true;
             return true;
         }
