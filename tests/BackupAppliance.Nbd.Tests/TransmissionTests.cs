@@ -297,6 +297,33 @@ public sealed class TransmissionTests
     }
 
     [Fact]
+    public async Task Each_connection_runs_its_requests_on_a_thread_of_its_own()
+    {
+        // The connection's thread reads each request and, the memory volume completing at once,
+        // runs it there too: no thread-pool worker between the socket and the volume.
+        var vol = new ThreadRecordingVolume(new MemoryBlockVolume("vol", Size, 65536));
+        await using var server = await TestServer.StartAsync(vol);
+        var (first, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _f = first;
+        var (second, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _s = second;
+        var threads = new List<int>();
+        foreach (var client in new[] { first, second })
+        {
+            for (int i = 0; i < 20; i++)
+                await client.SendRequestAsync(0, i % 2 == 0 ? Wire.CmdWrite : Wire.CmdRead, (ulong)i, (ulong)i * 4096, 4096, i % 2 == 0 ? Pattern(4096, i) : null);
+            for (int i = 0; i < 20; i++)
+                Assert.Equal((ulong)i, (await client.ReadChunkAsync()).Cookie);
+            var calls = vol.Threads;
+            Assert.Equal(20 * (threads.Count + 1), calls.Count);
+            var mine = calls.Skip(20 * threads.Count).ToList();
+            Assert.All(mine, t => Assert.False(t.PoolThread, "a request ran on a thread-pool worker"));
+            threads.Add(Assert.Single(mine.Select(t => t.ThreadId).Distinct()));
+        }
+        Assert.NotEqual(threads[0], threads[1]);
+    }
+
+    [Fact]
     public async Task Invalid_requests_get_errors_and_never_reach_the_volume()
     {
         var vol = NewVolume();
