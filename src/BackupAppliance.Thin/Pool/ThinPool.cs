@@ -74,6 +74,9 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
     private bool _belowLowWater;
     // Bumped when a transaction is aborted: blocks a write allocated before that no longer exist.
     private long _generation;
+    // Set when new blocks are mapped; the periodic commit clears it before its data flush outside the
+    // lock, and flushes again under the lock only if it was set meanwhile.
+    private int _mappedSinceFlush;
 
     /// <summary>
     /// Raised (under the pool's lock: keep handlers short) when free data space drops below the
@@ -606,6 +609,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             foreach (var b in batch.Blocks)
                 Guard(() => _md.Insert(batch.DeviceId, b.VBlock, b.DataBlock));
             _dirty = true;
+            Volatile.Write(ref _mappedSinceFlush, 1);
         }
         finally
         {
@@ -921,8 +925,12 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         return h;
     }
 
-    /// <summary>Data first, then metadata (dm-thin's commit); then blocks freed by this commit are punched out.</summary>
-    private void CommitLocked()
+    /// <summary>
+    /// Data first, then metadata (dm-thin's commit); then blocks freed by this commit are punched out.
+    /// <paramref name="flushData"/> false only when the data every new mapping points at is known
+    /// to be flushed already (see <see cref="CommitLoop"/>).
+    /// </summary>
+    private void CommitLocked(bool flushData = true)
     {
         if (_readOnlyReason is not null)
             return;
@@ -931,7 +939,7 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
         Guard(() =>
         {
             _md.SetTransactionId(_md.TransactionId, _md.TransactionId + 1);
-            _md.Commit(() => RandomAccess.FlushToDisk(_data));
+            _md.Commit(flushData ? () => RandomAccess.FlushToDisk(_data) : null);
         });
         _dirty = false;
         bool inWindow = false;
@@ -1031,16 +1039,27 @@ public sealed class ThinPool : IAsyncDisposable, IDisposable
             {
                 if (!_dirty)
                     continue;
-                // Flush most dirty data outside the lock so I/O keeps going meanwhile; the commit
-                // under the lock flushes again (only what was written since), then the metadata.
-                try { RandomAccess.FlushToDisk(_data); }
+                // Flush the data outside the lock so I/O keeps going meanwhile. The commit then has
+                // to flush again under the lock (holding all I/O) only if blocks were mapped since
+                // this flush began: their data may have been written after it. Data written in place
+                // meanwhile is no part of the metadata (it is flushed by the next commit, or at
+                // once by a client's FLUSH or FUA, which always flush under the lock); flushing it
+                // here cost sequential overwrites a third of their throughput (measured 2.7 against
+                // 4.1 GB/s, with 30–220 ms a second of I/O held behind the lock).
+                Interlocked.Exchange(ref _mappedSinceFlush, 0);
+                bool flushed = false;
+                try
+                {
+                    RandomAccess.FlushToDisk(_data);
+                    flushed = true;
+                }
                 catch (IOException) { } // the flush under the lock reports it and fails the commit
                 catch (ObjectDisposedException) { break; }
                 bool barrier = await EnterQuiescedAsync(_stop.Token).ConfigureAwait(false);
                 try
                 {
                     if (!_disposed && _dirty && _readOnlyReason is null)
-                        CommitLocked();
+                        CommitLocked(flushData: !flushed || Volatile.Read(ref _mappedSinceFlush) != 0);
                 }
                 catch (VolumeException)
                 {
