@@ -268,7 +268,10 @@ peak_max=0
 for p in "${serve_peaks[@]}"; do if ((p > peak_max)); then peak_max=$p; fi; done
 
 echo
-echo "size $((size >> 20)) MiB, runtime ${runtime} s + 2 s ramp, $(nproc) cores; nbdkit $(nbdkit --version | awk '{ print $2 }') file plugin, --threads 16; $(fio --version)$( ((prezero)) && echo '; --prezero-data')"
+# The commit measured ("+changes" when the work tree differs from it), for the figures' record.
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$root" diff --quiet HEAD -- src 2>/dev/null || commit="$commit+changes"
+echo "commit $commit; size $((size >> 20)) MiB, runtime ${runtime} s + 2 s ramp, $(nproc) cores; nbdkit $(nbdkit --version | awk '{ print $2 }') file plugin, --threads 16; $(fio --version)$( ((prezero)) && echo '; --prezero-data')"
 echo
 echo "| test | nbdkit | ours | ours / nbdkit | goal | met |"
 echo "|---|---:|---:|---:|---:|---|"

@@ -42,17 +42,20 @@ internal sealed class NbdHandshake
         _options = options;
     }
 
-    /// <summary>Runs the handshake; <c>null</c> means the connection is to be closed.</summary>
-    public async Task<NbdSession?> RunAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the handshake with blocking reads and writes (the connection's own thread); <c>null</c>
+    /// means the connection is to be closed.
+    /// </summary>
+    public NbdSession? Run()
     {
         var greeting = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdConstants.NbdMagic);
         BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdConstants.OptionMagic);
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), NbdConstants.FlagFixedNewstyle | NbdConstants.FlagNoZeroes);
-        await _stream.WriteAsync(greeting, cancellationToken).ConfigureAwait(false);
+        _stream.Write(greeting);
 
         var header = new byte[OptionHeaderLength];
-        await _reader.ReadExactlyAsync(header.AsMemory(0, 4), cancellationToken).ConfigureAwait(false);
+        _reader.ReadExactly(header.AsSpan(0, 4));
         uint clientFlags = BinaryPrimitives.ReadUInt32BigEndian(header);
         const uint known = NbdConstants.ClientFlagFixedNewstyle | NbdConstants.ClientFlagNoZeroes;
         // Unknown client flags MUST close; plain (non-fixed) newstyle clients are not served.
@@ -62,7 +65,7 @@ internal sealed class NbdHandshake
 
         while (true)
         {
-            await _reader.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
+            _reader.ReadExactly(header);
             if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdConstants.OptionMagic)
                 return null;
             uint option = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(8));
@@ -70,15 +73,15 @@ internal sealed class NbdHandshake
             if (length > MaxOptionLength)
             {
                 // Not worth reading: refuse and hang up (the spec allows a hard disconnect against abuse).
-                await SendErrorAsync(option, NbdConstants.RepErrTooBig, "option data too long", cancellationToken).ConfigureAwait(false);
+                SendError(option, NbdConstants.RepErrTooBig, "option data too long");
                 return null;
             }
 
             byte[] data = ArrayPool<byte>.Shared.Rent((int)length);
             try
             {
-                await _reader.ReadExactlyAsync(data.AsMemory(0, (int)length), cancellationToken).ConfigureAwait(false);
-                var (done, session) = await HandleOptionAsync(option, data.AsMemory(0, (int)length), cancellationToken).ConfigureAwait(false);
+                _reader.ReadExactly(data.AsSpan(0, (int)length));
+                var (done, session) = HandleOption(option, data.AsMemory(0, (int)length));
                 if (done)
                     return session;
             }
@@ -89,50 +92,50 @@ internal sealed class NbdHandshake
         }
     }
 
-    private async ValueTask<(bool Done, NbdSession? Session)> HandleOptionAsync(uint option, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private (bool Done, NbdSession? Session) HandleOption(uint option, ReadOnlyMemory<byte> data)
     {
         switch (option)
         {
             case NbdConstants.OptExportName:
-                return (true, await ExportNameAsync(data, cancellationToken).ConfigureAwait(false));
+                return (true, ExportName(data));
 
             case NbdConstants.OptAbort:
                 // Any data is ignored; the client may already be gone, which ends the connection anyway.
-                await SendReplyAsync(option, NbdConstants.RepAck, cancellationToken).ConfigureAwait(false);
+                SendReply(option, NbdConstants.RepAck);
                 return (true, null);
 
             case NbdConstants.OptList:
-                await ListAsync(data, cancellationToken).ConfigureAwait(false);
+                List(data);
                 return (false, null);
 
             case NbdConstants.OptInfo:
             case NbdConstants.OptGo:
-                var session = await InfoOrGoAsync(option, data, cancellationToken).ConfigureAwait(false);
+                var session = InfoOrGo(option, data);
                 return (session is not null, session);
 
             case NbdConstants.OptStructuredReply:
                 if (data.Length != 0)
                 {
-                    await SendErrorAsync(option, NbdConstants.RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", cancellationToken).ConfigureAwait(false);
+                    SendError(option, NbdConstants.RepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data");
                     return (false, null);
                 }
                 _structuredReplies = true;
-                await SendReplyAsync(option, NbdConstants.RepAck, cancellationToken).ConfigureAwait(false);
+                SendReply(option, NbdConstants.RepAck);
                 return (false, null);
 
             case NbdConstants.OptListMetaContext:
             case NbdConstants.OptSetMetaContext:
-                await MetaContextAsync(option, data, cancellationToken).ConfigureAwait(false);
+                MetaContext(option, data);
                 return (false, null);
 
             default:
                 // NBD_OPT_STARTTLS included: this server runs without TLS.
-                await SendErrorAsync(option, NbdConstants.RepErrUnsup, $"option {option} is not supported", cancellationToken).ConfigureAwait(false);
+                SendError(option, NbdConstants.RepErrUnsup, $"option {option} is not supported");
                 return (false, null);
         }
     }
 
-    private async ValueTask<NbdSession?> ExportNameAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private NbdSession? ExportName(ReadOnlyMemory<byte> data)
     {
         // This option cannot answer with an error: anything wrong terminates the session.
         if (!TryDecode(data.Span, out var name))
@@ -145,28 +148,28 @@ internal sealed class NbdHandshake
         var reply = new byte[10 + (_noZeroes ? 0 : NbdConstants.ExportNameZeroPadding)];
         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)session.Size);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), session.TransmissionFlags);
-        await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
+        _stream.Write(reply);
         return session;
     }
 
-    private async ValueTask ListAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private void List(ReadOnlyMemory<byte> data)
     {
         if (data.Length != 0)
         {
-            await SendErrorAsync(NbdConstants.OptList, NbdConstants.RepErrInvalid, "NBD_OPT_LIST takes no data", cancellationToken).ConfigureAwait(false);
+            SendError(NbdConstants.OptList, NbdConstants.RepErrInvalid, "NBD_OPT_LIST takes no data");
             return;
         }
         foreach (var export in _exports.List())
         {
             // The text after the name is for humans: the export's description.
             var reply = NewNamedReply(NbdConstants.OptList, NbdConstants.RepServer, (uint)Encoding.UTF8.GetByteCount(export.Name), export.Name, export.Description);
-            await SendAsync(reply, cancellationToken).ConfigureAwait(false);
+            Send(reply);
         }
-        await SendReplyAsync(NbdConstants.OptList, NbdConstants.RepAck, cancellationToken).ConfigureAwait(false);
+        SendReply(NbdConstants.OptList, NbdConstants.RepAck);
     }
 
     /// <summary>NBD_OPT_INFO and NBD_OPT_GO share their request and replies; GO then enters transmission.</summary>
-    private async ValueTask<NbdSession?> InfoOrGoAsync(uint option, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private NbdSession? InfoOrGo(uint option, ReadOnlyMemory<byte> data)
     {
         // Data: u32 name length, name, u16 count, count × u16 information requests, nothing more.
         bool wantName = false, wantDescription = false;
@@ -196,32 +199,32 @@ internal sealed class NbdHandshake
         }
         if (!valid || name is null)
         {
-            await SendErrorAsync(option, NbdConstants.RepErrInvalid, "malformed NBD_OPT_INFO/NBD_OPT_GO data", cancellationToken).ConfigureAwait(false);
+            SendError(option, NbdConstants.RepErrInvalid, "malformed NBD_OPT_INFO/NBD_OPT_GO data");
             return null;
         }
 
         var export = Resolve(name);
         if (export is null)
         {
-            await SendErrorAsync(option, NbdConstants.RepErrUnknown, $"no export named '{Truncate(name)}'", cancellationToken).ConfigureAwait(false);
+            SendError(option, NbdConstants.RepErrUnknown, $"no export named '{Truncate(name)}'");
             return null;
         }
         var session = CreateSession(export.Value);
 
-        await SendAsync(NewExportInfo(option, session), cancellationToken).ConfigureAwait(false);
+        Send(NewExportInfo(option, session));
         if (wantName)
-            await SendAsync(NewStringInfo(option, NbdConstants.InfoName, session.ExportName), cancellationToken).ConfigureAwait(false);
+            Send(NewStringInfo(option, NbdConstants.InfoName, session.ExportName));
         if (wantDescription && export.Value.Description.Length > 0)
-            await SendAsync(NewStringInfo(option, NbdConstants.InfoDescription, export.Value.Description), cancellationToken).ConfigureAwait(false);
+            Send(NewStringInfo(option, NbdConstants.InfoDescription, export.Value.Description));
         // Sent whether asked or not: clients ignore what they did not ask for.
         var sizes = NewBlockSizeInfo(option, 1, (uint)PreferredBlockSize(session.Volume.BlockSize), (uint)_options.MaxRequestSize);
-        await SendAsync(sizes, cancellationToken).ConfigureAwait(false);
+        Send(sizes);
 
-        await SendReplyAsync(option, NbdConstants.RepAck, cancellationToken).ConfigureAwait(false);
+        SendReply(option, NbdConstants.RepAck);
         return option == NbdConstants.OptGo ? session : null;
     }
 
-    private async ValueTask MetaContextAsync(uint option, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private void MetaContext(uint option, ReadOnlyMemory<byte> data)
     {
         bool set = option == NbdConstants.OptSetMetaContext;
         if (set)
@@ -229,18 +232,18 @@ internal sealed class NbdHandshake
 
         if (!TryParseMetaContextRequest(data.Span, out var exportName, out var queries))
         {
-            await SendErrorAsync(option, NbdConstants.RepErrInvalid, "malformed meta context request", cancellationToken).ConfigureAwait(false);
+            SendError(option, NbdConstants.RepErrInvalid, "malformed meta context request");
             return;
         }
         if (set && !_structuredReplies)
         {
-            await SendErrorAsync(option, NbdConstants.RepErrInvalid, "structured replies must be negotiated first", cancellationToken).ConfigureAwait(false);
+            SendError(option, NbdConstants.RepErrInvalid, "structured replies must be negotiated first");
             return;
         }
         var export = Resolve(exportName);
         if (export is null)
         {
-            await SendErrorAsync(option, NbdConstants.RepErrUnknown, $"no export named '{Truncate(exportName)}'", cancellationToken).ConfigureAwait(false);
+            SendError(option, NbdConstants.RepErrUnknown, $"no export named '{Truncate(exportName)}'");
             return;
         }
 
@@ -252,11 +255,11 @@ internal sealed class NbdHandshake
             // LIST answers with id 0 (reserved there); SET gives the id BLOCK_STATUS chunks will carry.
             uint id = set ? NbdConstants.BaseAllocationContextId : 0;
             var reply = NewNamedReply(option, NbdConstants.RepMetaContext, id, NbdConstants.BaseAllocationContext, "");
-            await SendAsync(reply, cancellationToken).ConfigureAwait(false);
+            Send(reply);
             if (set)
                 _allocationContextExport = export.Value.Name;
         }
-        await SendReplyAsync(option, NbdConstants.RepAck, cancellationToken).ConfigureAwait(false);
+        SendReply(option, NbdConstants.RepAck);
     }
 
     /// <summary>Data: u32 export name length, name, u32 query count, count × (u32 length, query), nothing more.</summary>
@@ -416,12 +419,9 @@ internal sealed class NbdHandshake
         return reply;
     }
 
-    private ValueTask SendAsync(byte[] reply, CancellationToken cancellationToken) =>
-        _stream.WriteAsync(reply, cancellationToken);
+    private void Send(byte[] reply) => _stream.Write(reply);
 
-    private ValueTask SendErrorAsync(uint option, uint error, string message, CancellationToken cancellationToken) =>
-        SendAsync(NewError(option, error, message), cancellationToken);
+    private void SendError(uint option, uint error, string message) => Send(NewError(option, error, message));
 
-    private ValueTask SendReplyAsync(uint option, uint type, CancellationToken cancellationToken) =>
-        SendAsync(NewReply(option, type, 0), cancellationToken);
+    private void SendReply(uint option, uint type) => Send(NewReply(option, type, 0));
 }

@@ -1,27 +1,34 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace BackupAppliance.Nbd;
 
 /// <summary>
 /// Encodes transmission replies, simple or structured as negotiated, and sends each whole reply
-/// in one write under a lock: requests complete concurrently and out of order, but their replies
-/// never interleave on the wire. Buffers that carry data are the caller's, usually with room left
-/// in front for the header (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>).
+/// in one blocking send under a lock: requests complete concurrently and out of order, on the
+/// connection's thread or the thread pool, but their replies never interleave on the wire. Buffers
+/// that carry data are the caller's, usually with room left in front for the header
+/// (<see cref="ReadDataOffset"/>, <see cref="StatusDataOffset"/>). A reply in two parts (a large
+/// read's header and data) goes out in one gathered send on a socket.
 /// </summary>
 internal sealed class NbdReplyWriter
 {
     private const int MaxMessageChars = 200;
 
     private readonly Stream _stream;
+    private readonly Socket? _socket;
     private readonly bool _structured;
-    // Never disposed: a request finishing late after an abort may still reach for it.
-    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly Lock _lock = new();
+    // The two parts of a gathered send; used only under _lock.
+    private readonly ArraySegment<byte>[] _parts = new ArraySegment<byte>[2];
 
     public NbdReplyWriter(Stream stream, bool structured)
     {
         _stream = stream;
+        _socket = (stream as NetworkStream)?.Socket;
         _structured = structured;
     }
 
@@ -34,7 +41,7 @@ internal sealed class NbdReplyWriter
     public const int StatusDataOffset = NbdConstants.StructuredReplyHeaderLength + 4;
 
     /// <summary>Success without data: a simple reply, or a final NBD_REPLY_TYPE_NONE chunk.</summary>
-    public async ValueTask SendSuccessAsync(ulong cookie, CancellationToken cancellationToken)
+    public void SendSuccess(ulong cookie)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(NbdConstants.StructuredReplyHeaderLength);
         try
@@ -42,7 +49,7 @@ internal sealed class NbdReplyWriter
             int length = _structured
                 ? WriteChunkHeader(buffer, NbdConstants.ReplyTypeNone, cookie, 0)
                 : WriteSimpleHeader(buffer, 0, cookie);
-            await SendAsync(buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            Send(buffer.AsMemory(0, length));
         }
         finally
         {
@@ -51,7 +58,7 @@ internal sealed class NbdReplyWriter
     }
 
     /// <summary>Failure: a simple reply with the error, or a final NBD_REPLY_TYPE_ERROR chunk with a message.</summary>
-    public async ValueTask SendErrorAsync(ulong cookie, uint error, string message, CancellationToken cancellationToken)
+    public void SendError(ulong cookie, uint error, string message)
     {
         if (!_structured)
         {
@@ -59,7 +66,7 @@ internal sealed class NbdReplyWriter
             try
             {
                 int length = WriteSimpleHeader(simple, error, cookie);
-                await SendAsync(simple.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+                Send(simple.AsMemory(0, length));
             }
             finally
             {
@@ -79,7 +86,7 @@ internal sealed class NbdReplyWriter
             BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(header), error);
             BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(header + 4), (ushort)messageLength);
             Encoding.UTF8.GetBytes(message, buffer.AsSpan(header + 6));
-            await SendAsync(buffer.AsMemory(0, header + payloadLength), cancellationToken).ConfigureAwait(false);
+            Send(buffer.AsMemory(0, header + payloadLength));
         }
         finally
         {
@@ -91,23 +98,23 @@ internal sealed class NbdReplyWriter
     /// Read data as a simple reply followed by the data, or one final NBD_REPLY_TYPE_OFFSET_DATA
     /// chunk (the data was read in full before sending, so no error can follow it). The data sits
     /// in <paramref name="buffer"/> at <paramref name="dataOffset"/>: either
-    /// <see cref="ReadDataOffset"/>, leaving room to put the header in front and send once, or 0,
-    /// and the header goes out as a separate write under the same lock (large reads, so their
-    /// buffer stays the size of the data and not the next power of two up).
+    /// <see cref="ReadDataOffset"/>, leaving room to put the header in front, or 0, and the header
+    /// comes from a buffer of its own (large reads, so their buffer stays the size of the data and
+    /// not the next power of two up); either way the reply is one send on a socket.
     /// </summary>
-    public async ValueTask SendReadAsync(ulong cookie, ulong offset, byte[] buffer, int dataOffset, int dataLength, CancellationToken cancellationToken)
+    public void SendRead(ulong cookie, ulong offset, byte[] buffer, int dataOffset, int dataLength)
     {
         if (dataOffset != 0)
         {
             WriteReadHeader(buffer, cookie, offset, dataLength);
-            await SendAsync(buffer.AsMemory(0, dataOffset + dataLength), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            Send(buffer.AsMemory(0, dataOffset + dataLength));
             return;
         }
         byte[] header = ArrayPool<byte>.Shared.Rent(ReadDataOffset);
         try
         {
             WriteReadHeader(header, cookie, offset, dataLength);
-            await SendAsync(header.AsMemory(0, ReadDataOffset), buffer.AsMemory(0, dataLength), cancellationToken).ConfigureAwait(false);
+            Send(header.AsMemory(0, ReadDataOffset), buffer.AsMemory(0, dataLength));
         }
         finally
         {
@@ -129,30 +136,53 @@ internal sealed class NbdReplyWriter
     }
 
     /// <summary>One final NBD_REPLY_TYPE_BLOCK_STATUS chunk; descriptors already placed at <see cref="StatusDataOffset"/>.</summary>
-    public ValueTask SendBlockStatusAsync(ulong cookie, uint contextId, byte[] buffer, int descriptorCount, CancellationToken cancellationToken)
+    public void SendBlockStatus(ulong cookie, uint contextId, byte[] buffer, int descriptorCount)
     {
         int payloadLength = 4 + 8 * descriptorCount;
         int header = WriteChunkHeader(buffer, NbdConstants.ReplyTypeBlockStatus, cookie, payloadLength);
         BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(header), contextId);
-        return SendAsync(buffer.AsMemory(0, header + payloadLength), cancellationToken);
+        Send(buffer.AsMemory(0, header + payloadLength));
     }
 
-    private ValueTask SendAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellationToken) =>
-        SendAsync(reply, ReadOnlyMemory<byte>.Empty, cancellationToken);
+    private void Send(ReadOnlyMemory<byte> reply) => Send(reply, ReadOnlyMemory<byte>.Empty);
 
-    /// <summary>One reply, in one or two parts, with nothing from another reply in between.</summary>
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second, CancellationToken cancellationToken)
+    /// <summary>
+    /// One reply, in one or two parts, with nothing from another reply in between; blocks until the
+    /// socket has taken it. Two parts on a socket are one sendmsg (a second send would cost a system
+    /// call and, on a full socket, a second wait); on other streams, two writes.
+    /// </summary>
+    private void Send(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second)
     {
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        lock (_lock)
         {
-            await _stream.WriteAsync(first, cancellationToken).ConfigureAwait(false);
-            if (!second.IsEmpty)
-                await _stream.WriteAsync(second, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _lock.Release();
+            if (second.IsEmpty)
+            {
+                _stream.Write(first.Span);
+            }
+            else if (_socket is not null && MemoryMarshal.TryGetArray(first, out var head) && MemoryMarshal.TryGetArray(second, out var tail))
+            {
+                _parts[0] = head;
+                _parts[1] = tail;
+                try
+                {
+                    // A blocking send returns once every byte is taken; the socket is closed on abort, which ends it.
+                    _socket.Send(_parts, SocketFlags.None);
+                }
+                catch (SocketException e)
+                {
+                    // As NetworkStream reports a failed write, so callers see one kind of failure.
+                    throw new IOException($"sending a reply failed: {e.Message}", e);
+                }
+                finally
+                {
+                    _parts[0] = _parts[1] = default;
+                }
+            }
+            else
+            {
+                _stream.Write(first.Span);
+                _stream.Write(second.Span);
+            }
         }
     }
 

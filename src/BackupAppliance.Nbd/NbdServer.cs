@@ -161,28 +161,38 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             long id = Interlocked.Increment(ref _nextConnectionId);
-            var connection = Task.Run(() => ServeConnectionAsync(client), CancellationToken.None);
+            // A thread of its own, blocking in its socket's reads and writes as nbdkit's connection
+            // threads do: a read that has to wait costs one wake-up of that thread, where an awaited
+            // one resumes through the socket engine's thread and then thread-pool workers (measured
+            // with fio, 1 MiB at QD 8 on 2 cores: 4–6 context switches per read and 9–11 per write
+            // that way, 0.03 and 1.4–2.3 this way; CPU per write 308–323 µs that way, 172–186 µs
+            // this way, nbdkit's 162–178 µs).
+            var connection = Task.Factory.StartNew(() => ServeConnection(client), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             _connections[id] = connection;
             _ = connection.ContinueWith(_ => _connections.TryRemove(id, out Task? _), CancellationToken.None,
                 TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
-    /// <summary>One client from greeting to close; never throws.</summary>
-    private async Task ServeConnectionAsync(Socket socket)
+    /// <summary>One client from greeting to close, on the connection's own thread; never throws.</summary>
+    private void ServeConnection(Socket socket)
     {
         try
         {
             if (socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
                 socket.NoDelay = true;
             using var closeOnAbort = _abort.Token.Register(static s => ((Socket)s!).Dispose(), socket);
-            await using var stream = new NetworkStream(socket, ownsSocket: true);
+            using var stream = new NetworkStream(socket, ownsSocket: true);
             using var reader = new NbdStreamReader(stream);
 
-            var session = await new NbdHandshake(stream, reader, _exports, _options).RunAsync(_stopping.Token).ConfigureAwait(false);
+            NbdSession? session;
+            // A blocking read sees no token: a stop during the handshake closes the connection
+            // (nothing is in flight yet); the transmission phase stops its own way.
+            using (_stopping.Token.Register(static s => ((Socket)s!).Dispose(), socket))
+                session = new NbdHandshake(stream, reader, _exports, _options).Run();
             if (session is null)
                 return;
-            await new NbdTransmission(stream, reader, session, _options).RunAsync(_stopping.Token, _abort.Token).ConfigureAwait(false);
+            new NbdTransmission(stream, reader, session, _options).Run(_stopping.Token, _abort.Token);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
         {

@@ -1,14 +1,19 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using BackupAppliance.Core;
 
 namespace BackupAppliance.Nbd;
 
 /// <summary>
-/// The transmission phase of one connection (nbdkit's protocol.c and protocol-receive.c): a loop
-/// reads request headers (and WRITE payloads), judges each with <see cref="NbdRequestValidator"/>,
-/// and hands it to the thread pool; up to <see cref="NbdServerOptions.MaxInFlightPerConnection"/>
-/// requests run at once and answer in whatever order they finish, through <see cref="NbdReplyWriter"/>.
+/// The transmission phase of one connection (nbdkit's protocol.c and protocol-receive.c): a loop on
+/// the connection's thread reads request headers (and WRITE payloads) with blocking reads, judges
+/// each with <see cref="NbdRequestValidator"/>, and starts it on that thread: a request the volume
+/// completes at once (a read or an overwrite from the page cache) is answered before the next
+/// header is read, without a thread hand-off; one that has to wait (a copy-on-write, a commit, a
+/// full socket) returns to the loop at its first wait and finishes on the thread pool. Up to
+/// <see cref="NbdServerOptions.MaxInFlightPerConnection"/> requests are in flight at once and answer
+/// in whatever order they finish, through <see cref="NbdReplyWriter"/>.
 /// The loop ends on NBD_CMD_DISC, end of stream, a protocol violation, a failed reply or a stop;
 /// requests in flight are always finished before it returns.
 /// </summary>
@@ -23,6 +28,7 @@ internal sealed class NbdTransmission
     /// <summary>Most descriptors in one BLOCK_STATUS chunk (the protocol's recommended ceiling).</summary>
     internal const int MaxStatusDescriptors = 1 << 20;
 
+    private readonly Socket _socket;
     private readonly NbdStreamReader _reader;
     private readonly NbdSession _session;
     private readonly NbdServerOptions _options;
@@ -32,8 +38,9 @@ internal sealed class NbdTransmission
     /// <summary>Cancelled when a reply cannot be sent: the peer is gone, stop reading.</summary>
     private readonly CancellationTokenSource _broken = new();
 
-    public NbdTransmission(Stream stream, NbdStreamReader reader, NbdSession session, NbdServerOptions options)
+    public NbdTransmission(NetworkStream stream, NbdStreamReader reader, NbdSession session, NbdServerOptions options)
     {
+        _socket = stream.Socket;
         _reader = reader;
         _session = session;
         _options = options;
@@ -42,37 +49,45 @@ internal sealed class NbdTransmission
     }
 
     /// <summary>
-    /// Serves requests until the connection ends. <paramref name="stopReading"/> stops taking new
-    /// requests (server shutdown); <paramref name="abort"/> also cancels those in flight.
+    /// Serves requests until the connection ends, on the calling thread (the connection's own).
+    /// <paramref name="stopReading"/> stops taking new requests (server shutdown);
+    /// <paramref name="abort"/> also cancels those in flight.
     /// </summary>
-    public async Task RunAsync(CancellationToken stopReading, CancellationToken abort)
+    public void Run(CancellationToken stopReading, CancellationToken abort)
     {
         using var reading = CancellationTokenSource.CreateLinkedTokenSource(stopReading, _broken.Token);
+        // A blocking read sees no token: stopping ends it by shutting the socket's receiving side
+        // (the read then sees the end of the stream); replies can still be sent.
+        using var unblock = reading.Token.Register(static s => ShutdownReceiving((Socket)s!), _socket);
         var header = new byte[NbdConstants.RequestHeaderLength];
         try
         {
-            while (await ReceiveOneAsync(header, abort, reading.Token).ConfigureAwait(false))
+            while (ReceiveOne(header, abort, reading.Token))
             {
             }
+        }
+        catch (Exception e) when (reading.IsCancellationRequested && e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // Stopped while reading.
         }
         finally
         {
             // Everything in flight is answered (or abandoned on abort) before the connection closes.
             for (int i = 0; i < _options.MaxInFlightPerConnection; i++)
-                await _slots.WaitAsync(abort).ConfigureAwait(false);
+                _slots.Wait(abort);
             _broken.Dispose();
         }
     }
 
     /// <summary>Reads and dispatches one request; false when the loop should end.</summary>
-    private async ValueTask<bool> ReceiveOneAsync(byte[] header, CancellationToken abort, CancellationToken reading)
+    private bool ReceiveOne(byte[] header, CancellationToken abort, CancellationToken reading)
     {
-        await _slots.WaitAsync(reading).ConfigureAwait(false);
+        _slots.Wait(reading);
         byte[]? payload = null;
         bool dispatched = false;
         try
         {
-            await _reader.ReadExactlyAsync(header, reading).ConfigureAwait(false);
+            _reader.ReadExactly(header);
             var request = NbdRequest.Parse(header);
             var check = NbdRequestValidator.Check(request, _session, _options.MaxRequestSize);
             if (check.Action is NbdRequestAction.Close or NbdRequestAction.Disconnect)
@@ -83,17 +98,18 @@ internal sealed class NbdTransmission
                 // A refused write's payload is read and dropped so the next header is where it should be.
                 if (check.Action == NbdRequestAction.Refuse)
                 {
-                    await _reader.SkipAsync(request.Length, reading).ConfigureAwait(false);
+                    _reader.Skip(request.Length);
                 }
                 else
                 {
                     payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
-                    await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), reading).ConfigureAwait(false);
+                    _reader.ReadExactly(payload.AsSpan(0, (int)request.Length));
                 }
             }
 
-            var owned = payload;
-            _ = Task.Run(() => ExecuteAsync(request, check, owned, abort), CancellationToken.None);
+            // Runs here until its first wait that does not complete at once; it returns the payload
+            // and the slot itself, so the loop goes on to the next header either way.
+            _ = ExecuteAsync(request, check, payload, abort);
             dispatched = true;
             return true;
         }
@@ -108,6 +124,18 @@ internal sealed class NbdTransmission
         }
     }
 
+    private static void ShutdownReceiving(Socket socket)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Receive);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed: the read has ended anyway.
+        }
+    }
+
     /// <summary>Runs one request and sends its reply; never throws.</summary>
     private async Task ExecuteAsync(NbdRequest request, NbdRequestCheck check, byte[]? payload, CancellationToken abort)
     {
@@ -115,7 +143,7 @@ internal sealed class NbdTransmission
         {
             if (check.Action == NbdRequestAction.Refuse)
             {
-                await _replies.SendErrorAsync(request.Cookie, check.Error, check.Reason ?? "invalid request", abort).ConfigureAwait(false);
+                _replies.SendError(request.Cookie, check.Error, check.Reason ?? "invalid request");
                 return;
             }
             switch (request.Type)
@@ -160,9 +188,9 @@ internal sealed class NbdTransmission
             failure = Fail(e);
         }
         if (failure is { } f)
-            await _replies.SendErrorAsync(request.Cookie, f.Error, f.Message, cancellationToken).ConfigureAwait(false);
+            _replies.SendError(request.Cookie, f.Error, f.Message);
         else
-            await _replies.SendSuccessAsync(request.Cookie, cancellationToken).ConfigureAwait(false);
+            _replies.SendSuccess(request.Cookie);
     }
 
     private ValueTask CallVolumeAsync(NbdRequest request, byte[]? payload, CancellationToken cancellationToken)
@@ -198,9 +226,9 @@ internal sealed class NbdTransmission
                 failure = Fail(e);
             }
             if (failure is { } f)
-                await _replies.SendErrorAsync(request.Cookie, f.Error, f.Message, cancellationToken).ConfigureAwait(false);
+                _replies.SendError(request.Cookie, f.Error, f.Message);
             else
-                await _replies.SendReadAsync(request.Cookie, request.Offset, buffer, dataOffset, length, cancellationToken).ConfigureAwait(false);
+                _replies.SendRead(request.Cookie, request.Offset, buffer, dataOffset, length);
         }
         finally
         {
@@ -221,7 +249,7 @@ internal sealed class NbdTransmission
         catch (Exception e)
         {
             var (error, message) = Fail(e);
-            await _replies.SendErrorAsync(request.Cookie, error, message, cancellationToken).ConfigureAwait(false);
+            _replies.SendError(request.Cookie, error, message);
             return;
         }
 
@@ -231,7 +259,7 @@ internal sealed class NbdTransmission
         try
         {
             int count = EncodeDescriptors(extents, offset, length, one, buffer.AsSpan(NbdReplyWriter.StatusDataOffset, 8 * capacity));
-            await _replies.SendBlockStatusAsync(request.Cookie, NbdConstants.BaseAllocationContextId, buffer, count, cancellationToken).ConfigureAwait(false);
+            _replies.SendBlockStatus(request.Cookie, NbdConstants.BaseAllocationContextId, buffer, count);
         }
         finally
         {

@@ -251,6 +251,79 @@ public sealed class TransmissionTests
     }
 
     [Fact]
+    public async Task Requests_the_volume_completes_at_once_are_answered_in_request_order()
+    {
+        // A memory volume completes every call at once, so each request runs on the receive loop
+        // and is answered before the next header is read: replies in request order, and a read
+        // sees every write sent before it. Reads of 128 KiB take the two-part (gathered) reply.
+        var vol = NewVolume();
+        await using var server = await TestServer.StartAsync(vol);
+        var (c, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _c = c;
+        const int n = 300;
+        var model = new byte[Size];
+        var expected = new Dictionary<ulong, (ulong Offset, byte[] Data)>();
+        var burst = new List<byte>();
+        for (int i = 0; i < n; i++)
+        {
+            ulong cookie = (ulong)i, offset = (ulong)(i - i % 3) * 4096;
+            if (i % 3 == 0)
+            {
+                var data = Pattern(4096, i);
+                data.CopyTo(model, (long)offset);
+                burst.AddRange([.. Wire.Request(0, Wire.CmdWrite, cookie, offset, 4096), .. data]);
+            }
+            else
+            {
+                int length = i % 3 == 1 ? 4096 : 128 << 10;
+                expected[cookie] = (offset, model.AsSpan((int)offset, length).ToArray());
+                burst.AddRange(Wire.Request(0, Wire.CmdRead, cookie, offset, (uint)length));
+            }
+        }
+        await c.SendAsync([.. burst]);
+        for (int i = 0; i < n; i++)
+        {
+            var chunk = await c.ReadChunkAsync();
+            Assert.Equal((ulong)i, chunk.Cookie);
+            if (!expected.TryGetValue(chunk.Cookie, out var read))
+            {
+                Assert.Equal(Wire.ChunkNone, chunk.Type);
+                continue;
+            }
+            Assert.Equal((Wire.ChunkOffsetData, read.Offset), (chunk.Type, BinaryPrimitives.ReadUInt64BigEndian(chunk.Payload)));
+            Assert.True(read.Data.AsSpan().SequenceEqual(chunk.Payload.AsSpan(8)), $"read {i} returned other bytes than the writes before it left");
+        }
+        Assert.Empty(server.Faults);
+    }
+
+    [Fact]
+    public async Task Each_connection_runs_its_requests_on_a_thread_of_its_own()
+    {
+        // The connection's thread reads each request and, the memory volume completing at once,
+        // runs it there too: no thread-pool worker between the socket and the volume.
+        var vol = new ThreadRecordingVolume(new MemoryBlockVolume("vol", Size, 65536));
+        await using var server = await TestServer.StartAsync(vol);
+        var (first, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _f = first;
+        var (second, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _s = second;
+        var threads = new List<int>();
+        foreach (var client in new[] { first, second })
+        {
+            for (int i = 0; i < 20; i++)
+                await client.SendRequestAsync(0, i % 2 == 0 ? Wire.CmdWrite : Wire.CmdRead, (ulong)i, (ulong)i * 4096, 4096, i % 2 == 0 ? Pattern(4096, i) : null);
+            for (int i = 0; i < 20; i++)
+                Assert.Equal((ulong)i, (await client.ReadChunkAsync()).Cookie);
+            var calls = vol.Threads;
+            Assert.Equal(20 * (threads.Count + 1), calls.Count);
+            var mine = calls.Skip(20 * threads.Count).ToList();
+            Assert.All(mine, t => Assert.False(t.PoolThread, "a request ran on a thread-pool worker"));
+            threads.Add(Assert.Single(mine.Select(t => t.ThreadId).Distinct()));
+        }
+        Assert.NotEqual(threads[0], threads[1]);
+    }
+
+    [Fact]
     public async Task Invalid_requests_get_errors_and_never_reach_the_volume()
     {
         var vol = NewVolume();

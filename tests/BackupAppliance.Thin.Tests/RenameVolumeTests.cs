@@ -1,7 +1,7 @@
 using BackupAppliance.Core;
 using BackupAppliance.Thin.Pool;
 using BackupAppliance.Thin.Tests.Support;
-using static BackupAppliance.Thin.Tests.ThinPoolTests;
+using static BackupAppliance.Thin.Tests.Support.VolumeBytes;
 
 namespace BackupAppliance.Thin.Tests;
 

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using BackupAppliance.Core;
 using BackupAppliance.Thin.Pool;
 using BackupAppliance.Thin.Tests.Support;
+using static BackupAppliance.Thin.Tests.Support.VolumeBytes;
 
 namespace BackupAppliance.Thin.Tests;
 
@@ -9,20 +10,6 @@ namespace BackupAppliance.Thin.Tests;
 public class ThinPoolTests
 {
     private const int Bs = 65536;
-
-    internal static byte[] Bytes(int n, int seed)
-    {
-        var b = new byte[n];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
-
-    internal static async Task<byte[]> Read(IBlockVolume v, long off, int len)
-    {
-        var b = new byte[len];
-        await v.ReadAsync(off, b, default);
-        return b;
-    }
 
     [Fact]
     public async Task SnapshotKeepsOldBytesSurvivesOriginDeleteAndSpaceReturns()

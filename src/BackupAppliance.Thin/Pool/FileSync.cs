@@ -3,11 +3,15 @@ using Microsoft.Win32.SafeHandles;
 
 namespace BackupAppliance.Thin.Pool;
 
-/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching holes.</summary>
+/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching holes, preallocation, direct I/O.</summary>
 public static partial class FileSync
 {
     private const int ORdonly = 0, ODirectory = 0x10000;
     private const int FallocFlKeepSize = 0x01, FallocFlPunchHole = 0x02;
+    private const int ORdwr = 2, OCloexec = 0x80000;
+
+    /// <summary>What direct I/O asks of memory addresses, file offsets and lengths (the page size covers every block device).</summary>
+    public const int DirectIoAlignment = 4096;
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
@@ -23,6 +27,9 @@ public static partial class FileSync
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fallocate(nint fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags, int mode);
 
     /// <summary>fsync of a folder, so a rename in it is durable.</summary>
     public static void Directory(string dir)
@@ -52,18 +59,48 @@ public static partial class FileSync
     }
 
     /// <summary>Deallocates a byte range of a file (it reads as zeroes); false where the file system cannot.</summary>
-    public static bool PunchHole(SafeFileHandle file, long offset, long length)
+    public static bool PunchHole(SafeFileHandle file, long offset, long length) =>
+        Fallocate(file, FallocFlPunchHole | FallocFlKeepSize, offset, length);
+
+    /// <summary>
+    /// Allocates a byte range of a file as unwritten extents (it still reads as zeroes; no data is
+    /// written), without changing its size; false where the file system cannot.
+    /// </summary>
+    public static bool Preallocate(SafeFileHandle file, long offset, long length) =>
+        Fallocate(file, FallocFlKeepSize, offset, length);
+
+    private static bool Fallocate(SafeFileHandle file, int mode, long offset, long length)
     {
         bool added = false;
         file.DangerousAddRef(ref added);
         try
         {
-            return fallocate(file.DangerousGetHandle(), FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0;
+            return fallocate(file.DangerousGetHandle(), mode, offset, length) == 0;
         }
         finally
         {
             if (added)
                 file.DangerousRelease();
         }
+    }
+
+    /// <summary>
+    /// Opens a file read-write for direct I/O (O_DIRECT: past the page cache; memory, offsets and
+    /// lengths aligned to <see cref="DirectIoAlignment"/>); null where the platform or the file
+    /// system has none.
+    /// </summary>
+    public static SafeFileHandle? OpenDirect(string path)
+    {
+        // O_DIRECT's value depends on the architecture.
+        int direct = RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 or Architecture.X86 => 0x4000,
+            Architecture.Arm64 or Architecture.Arm => 0x10000,
+            _ => 0,
+        };
+        if (!OperatingSystem.IsLinux() || direct == 0)
+            return null;
+        int fd = open(path, ORdwr | OCloexec | direct, 0);
+        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
     }
 }

@@ -13,20 +13,14 @@ public sealed partial class ThinPool
     /// </summary>
     public PoolMetadataSnapshot ReserveMetadataSnapshot()
     {
-        ulong held;
-        IReadOnlyList<VolumeEntry> volumes;
-        _lock.Wait();
-        try
+        // With no write between allocating and mapping new blocks: the commit records whole writes.
+        var (held, volumes) = Locked(() =>
         {
             RequireWritable();
             CommitLocked();
-            held = Guard(() => _md.ReserveMetadataSnapshot());
-            volumes = _catalogue.Volumes.ToList();
-        }
-        finally
-        {
-            _lock.Release();
-        }
+            ulong block = Guard(() => _md.ReserveMetadataSnapshot());
+            return (block, (IReadOnlyList<VolumeEntry>)_catalogue.Volumes.ToList());
+        });
         try
         {
             var reader = ThinReader.Open(Path.Combine(_dir, MetadataFile), metadataSnapshot: true, expectedSnapshotBlock: held);

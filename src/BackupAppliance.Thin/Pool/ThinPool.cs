@@ -1,4 +1,4 @@
-using System.Buffers;
+using System.Runtime.ExceptionServices;
 using BackupAppliance.Core;
 using BackupAppliance.PersistentData;
 using Microsoft.Win32.SafeHandles;
@@ -12,7 +12,9 @@ namespace BackupAppliance.Thin.Pool;
 /// break sharing with a snapshot by copying, discard unmaps whole blocks and punches the data file
 /// once no device references a block. Durability follows dm-thin too: every commit flushes the data
 /// file before the metadata; a commit runs at least once a second while dirty and on every flush or
-/// FUA write. One lock serialises metadata and data access.
+/// FUA write. One lock serialises metadata and data access, except that a write filling new blocks
+/// (a first write, or one breaking sharing) copies their data with the lock released, its virtual
+/// blocks held meanwhile (<see cref="BlockPrison"/>, dm-thin's bio prison).
 /// </summary>
 public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 {
@@ -20,6 +22,28 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     public const string DataFile = "data";
 
     public const string LockFile = "lock";
+
+    /// <summary>New blocks are put together, and written past the page cache, in pieces of up to this size.</summary>
+    private const int FillBufferSize = 1 << 20;
+
+    /// <summary>
+    /// New blocks written through the page cache go in pieces of this size. A larger write makes
+    /// the kernel take large folios for the new pages, and on a VM that hands free memory back to
+    /// its host (free page reporting) those come from returned memory and fill several times slower
+    /// (measured: 1 MiB writes into new file space 0.5–1.5 GB/s, 64 KiB writes 2.5–7 GB/s).
+    /// </summary>
+    private const int PagedFillPiece = 64 * 1024;
+
+    /// <summary>
+    /// How far ahead of a fresh allocation the data file is preallocated (measured: 4 KiB writes
+    /// breaking sharing 25–40% faster over NBD; 64 KiB page-cache writes into new space 2.5 → 4.6–7 GB/s).
+    /// </summary>
+    private const long PreallocationWindowBytes = 32L << 20;
+
+    private const int EInval = 22;
+
+    /// <summary>Threads that fill new blocks, each often waiting on the disk (4, 8 and 16 measured alike).</summary>
+    private const int CopierThreads = 8;
 
     private readonly string _dir;
     private readonly FileStream _folderLock;
@@ -31,6 +55,15 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     private readonly Task _committer;
     private readonly List<ulong> _punchAfterCommit = new();
     private readonly Dictionary<string, SafeFileHandle> _origins = new();
+    private readonly BlockPrison _prison = new();
+    private readonly DataCopier _copier = new(CopierThreads);
+    // The data file opened for direct I/O (null where there is none), the aligned buffers new blocks
+    // are put together in, and the data blocks preallocated ahead of allocation.
+    private readonly SafeFileHandle? _direct;
+    private readonly AlignedBufferPool _fillBuffers = new(FillBufferSize, keep: 16);
+    private readonly PreallocationWindow _preallocated;
+    private readonly Func<ulong, bool> _isFreeDataBlock;
+    private int _directFailed;
     private TaskCompletionSource _spaceAdded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PoolSettings _settings;
     private VolumeCatalogue _catalogue;
@@ -39,6 +72,14 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     private string? _readOnlyReason;
     private bool _outOfData;
     private bool _belowLowWater;
+    // Bumped when a transaction is aborted: blocks a write allocated before that no longer exist.
+    private long _generation;
+    // Set when new blocks are mapped; the periodic commit clears it before its data flush outside the
+    // lock, and flushes again under the lock only if it was set meanwhile.
+    private int _mappedSinceFlush;
+    // Set when data is written in place; cleared with _mappedSinceFlush. If it was set meanwhile, a
+    // commit that did not flush under the lock leaves the pool dirty: that data is not durable yet.
+    private int _writtenSinceFlush;
 
     /// <summary>
     /// Raised (under the pool's lock: keep handlers short) when free data space drops below the
@@ -55,6 +96,9 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         _settings = settings;
         _catalogue = catalogue;
         _time = time;
+        _direct = FileSync.OpenDirect(Path.Combine(dir, DataFile));
+        _preallocated = new PreallocationWindow(data, settings.DataBlockSize, PreallocationWindowBytes);
+        _isFreeDataBlock = block => _md.DataBlockRefCount(block) == 0;
         if (md.NeedsCheck)
             _readOnlyReason = "the metadata needs a check (needs_check is set): run `bapp pool check`";
         _committer = commitInterval > TimeSpan.Zero ? Task.Run(() => CommitLoop(commitInterval)) : Task.CompletedTask;
@@ -354,7 +398,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 long vblock = pos / bs;
                 int inBlock = (int)(pos % bs);
                 int n = Math.Min(buffer.Length - done, bs - inBlock);
-                var m = Guard(() => _md.Lookup(v.DeviceId, (ulong)vblock));
+                var m = Lookup(v.DeviceId, (ulong)vblock);
                 if (m is { } map)
                     n += ContiguousRun(v, vblock, map.DataBlock, buffer.Length - done - n, shared: null);
                 var dst = buffer.Span.Slice(done, n);
@@ -372,101 +416,304 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>Why one pass of a write under the lock stopped.</summary>
+    private enum WriteStop { Done, Held, Barrier, NoSpace }
+
     internal async ValueTask WriteAsync(VolumeEntry v, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
     {
+        int done = 0; // bytes of data written, or handed to a batch that has been mapped since
         while (true)
         {
-            Task spaceAdded;
+            ProvisionBatch? batch = null;
+            WriteStop stop;
+            Task? wait;
             await _lock.WaitAsync(ct).ConfigureAwait(false);
             try
             {
                 ThrowIfDisposed();
                 RequireWritableVolume(v);
-                if (TryWrite(v, offset, data.Span))
-                {
-                    _dirty = true;
-                    if (fua)
-                        CommitLocked();
-                    return;
-                }
-                spaceAdded = _spaceAdded.Task;
+                (stop, wait) = WritePass(v, offset, data.Span, ref done, ref batch);
+                if (stop == WriteStop.NoSpace)
+                    wait = _spaceAdded.Task;
+            }
+            catch when (batch is not null)
+            {
+                AbandonLocked(batch);
+                throw;
             }
             finally
             {
                 _lock.Release();
             }
-            await WaitForSpace(spaceAdded, ct).ConfigureAwait(false);
+            // A write never waits while it holds blocks: it fills and maps its batch first.
+            if (batch is not null)
+                await ProvisionAsync(batch, data).ConfigureAwait(false);
+            switch (stop)
+            {
+                case WriteStop.Done:
+                    if (fua)
+                        await CommitAsync(ct).ConfigureAwait(false);
+                    return;
+                case WriteStop.NoSpace when _settings.ErrorIfNoSpace:
+                    throw OutOfDataSpace();
+                case WriteStop.NoSpace:
+                    await WaitForSpace(wait!, ct).ConfigureAwait(false);
+                    break;
+                default:
+                    await wait!.WaitAsync(ct).ConfigureAwait(false);
+                    break;
+            }
         }
     }
 
-    /// <summary>Writes block by block; false when data space ran out (what was written stays: a retry rewrites it in place).</summary>
-    private bool TryWrite(VolumeEntry v, long offset, ReadOnlySpan<byte> src)
+    /// <summary>
+    /// One pass of a write under the lock, from <paramref name="done"/> on, block by block: an
+    /// unshared mapped block is written in place; a block that needs a new one (unmapped, or shared
+    /// with a snapshot) gets it allocated and added to <paramref name="batch"/>, to be filled once
+    /// the lock is released. Stops at the end, at a block another write holds, at a commit's barrier
+    /// (before starting a batch) or when data space runs out; what was done stays done.
+    /// </summary>
+    private (WriteStop, Task?) WritePass(VolumeEntry v, long offset, ReadOnlySpan<byte> src, ref int done, ref ProvisionBatch? batch)
     {
         int bs = _settings.DataBlockSize;
-        long pos = offset;
-        while (src.Length > 0)
+        while (done < src.Length)
         {
+            long pos = offset + done;
             long vblock = pos / bs;
             int inBlock = (int)(pos % bs);
-            int n = Math.Min(src.Length, bs - inBlock);
-            var m = Guard(() => _md.Lookup(v.DeviceId, (ulong)vblock));
+            int n = Math.Min(src.Length - done, bs - inBlock);
+            var m = Lookup(v.DeviceId, (ulong)vblock);
             if (m is { Shared: false } map)
             {
-                n += ContiguousRun(v, vblock, map.DataBlock, src.Length - n, shared: false);
-                WriteData(map.DataBlock, inBlock, src[..n]);
+                n += ContiguousRun(v, vblock, map.DataBlock, src.Length - done - n, shared: false);
+                WriteData(map.DataBlock, inBlock, src.Slice(done, n));
+                _dirty = true;
+                Volatile.Write(ref _writtenSinceFlush, 1);
             }
             else
             {
+                if (_prison.HeldBy(v.DeviceId, (ulong)vblock) is { } held)
+                    return (WriteStop.Held, held);
+                if (batch is null && _prison.Barrier is { } barrier)
+                    return (WriteStop.Barrier, barrier);
                 if (!TryAllocate(out ulong fresh))
-                    return false;
-                byte[] block = ArrayPool<byte>.Shared.Rent(bs);
-                try
+                    return (WriteStop.NoSpace, null);
+                _preallocated.Cover(fresh, _md.NrDataBlocks);
+                if (batch is null)
                 {
-                    var whole = block.AsSpan(0, bs);
-                    if (n < bs)
-                    {
-                        // Partial write: the rest of the block comes from the shared block, the origin, or zeroes.
-                        if (m is { } shared)
-                            ReadData(shared.DataBlock, 0, whole);
-                        else
-                            ReadUnprovisioned(v, vblock * bs, whole);
-                    }
-                    src[..n].CopyTo(whole[inBlock..]);
-                    WriteData(fresh, 0, whole);
+                    batch = new ProvisionBatch(v.DeviceId, _generation);
+                    _prison.Start(batch);
                 }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(block);
-                }
-                Guard(() => _md.Insert(v.DeviceId, (ulong)vblock, fresh));
+                batch.Blocks.Add(new NewBlock((ulong)vblock, fresh, inBlock, n, done, m?.DataBlock, m is null ? OriginHandle(v) : null));
+                _prison.Hold(batch, (ulong)vblock);
             }
-            src = src[n..];
-            pos += n;
+            done += n;
         }
-        return true;
+        return (WriteStop.Done, null);
     }
 
-    internal async ValueTask DiscardAsync(VolumeEntry v, long offset, long length, bool fua, CancellationToken ct)
+    /// <summary>
+    /// Fills a batch's new blocks with the lock released, on a copier thread (so that a caller's
+    /// request loop goes on meanwhile), then maps them under the lock. Not cancellable: its blocks
+    /// are held until it ends.
+    /// </summary>
+    private async ValueTask ProvisionAsync(ProvisionBatch batch, ReadOnlyMemory<byte> data)
     {
-        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        Exception? failure = null;
         try
         {
-            ThrowIfDisposed();
-            RequireWritableVolume(v);
-            int bs = _settings.DataBlockSize;
-            long first = (offset + bs - 1) / bs, end = (offset + length) / bs;
-            // dm-thin discards whole blocks only; a tail block of the volume counts as whole when the range reaches the end.
-            if (offset + length == v.Size && v.Size % bs != 0)
-                end = (v.Size + bs - 1) / bs;
-            UnmapBlocks(v, first, end);
-            _dirty = true;
-            if (fua)
-                CommitLocked();
+            await _copier.Run(() => FillNewBlocks(batch, data.Span)).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            failure = e; // whatever it is, the batch must end below, or its blocks stay held
+        }
+        await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (failure is not null)
+            {
+                AbandonLocked(batch);
+                if (failure is IOException io)
+                    throw new VolumeException(VolumeError.IoError, $"filling new blocks in the data file of pool {_dir} failed: {io.Message}", io);
+                ExceptionDispatchInfo.Throw(failure);
+            }
+            MapLocked(batch);
         }
         finally
         {
             _lock.Release();
         }
+    }
+
+    /// <summary>
+    /// The new blocks' data: the write's part, and the rest from the shared block, the origin or
+    /// zeroes. A copy that breaks sharing is written past the page cache (direct I/O) where the file
+    /// system allows: through the page cache it would take new page-cache memory for every block,
+    /// which dominates unless that memory is already free and touched (measured over NBD, 1 MiB
+    /// writes breaking sharing: 0.9–1.2 GB/s through the page cache, 1.9–2.0 GB/s direct, with the
+    /// page cache full and reclaiming; on a VM whose untouched memory faults to its host, 0.3–0.6
+    /// against 2 GB/s). The shared block it came from stays cached for the snapshot; the copy's
+    /// reader is the client, which caches above us. Where freed page-cache memory is reused at once
+    /// the page cache is faster (see PoolWriteBenchmarks). First writes go through the page cache,
+    /// in pieces of <see cref="PagedFillPiece"/>.
+    /// </summary>
+    private void FillNewBlocks(ProvisionBatch batch, ReadOnlySpan<byte> data)
+    {
+        var blocks = batch.Blocks;
+        AlignedBuffer? rented = null; // only for a copy or a block the write covers in part
+        try
+        {
+            for (int i = 0; i < blocks.Count;)
+                i += FillRun(blocks, i, data, ref rented);
+        }
+        finally
+        {
+            rented?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Fills the new block at <paramref name="i"/>, with the whole blocks after it that landed in
+    /// the data blocks after its own (they go out together); returns how many it filled.
+    /// </summary>
+    private int FillRun(List<NewBlock> blocks, int i, ReadOnlySpan<byte> data, ref AlignedBuffer? rented)
+    {
+        int bs = _settings.DataBlockSize;
+        var b = blocks[i];
+        bool copy = b.SharedBlock is not null;
+        int run = 1;
+        if (b.Length == bs)
+            while (i + run < blocks.Count && blocks[i + run] is { } next && next.Length == bs
+                && next.DataBlock == b.DataBlock + (ulong)run && (next.SharedBlock is not null) == copy)
+                run++;
+        bool direct = copy && _direct is not null && Volatile.Read(ref _directFailed) == 0;
+        int pieceSize = direct ? FillBufferSize : PagedFillPiece;
+        long total = (long)run * bs;
+        for (long chunk = 0; chunk < total; chunk += pieceSize)
+        {
+            int length = (int)Math.Min(pieceSize, total - chunk);
+            long at = (long)b.DataBlock * bs + chunk;
+            if (b.Length == bs && !direct)
+            {
+                WriteDataAt(at, data.Slice(b.DataOffset + (int)chunk, length));
+                continue;
+            }
+            rented ??= _fillBuffers.Rent();
+            var piece = rented.Value.Span[..length];
+            if (b.Length == bs)
+                data.Slice(b.DataOffset + (int)chunk, length).CopyTo(piece);
+            else
+                ComposePartial(b, (int)chunk, piece, data);
+            if (!direct || !TryWriteDirect(at, piece))
+                WriteDataAt(at, piece);
+        }
+        return run;
+    }
+
+    /// <summary>Bytes [<paramref name="from"/>, +piece) of a block a write covers only in part: the old contents, then the write's bytes over them.</summary>
+    private void ComposePartial(NewBlock b, int from, Span<byte> piece, ReadOnlySpan<byte> data)
+    {
+        int lo = Math.Max(from, b.InBlock), hi = Math.Min(from + piece.Length, b.InBlock + b.Length);
+        if (lo > from || hi < from + piece.Length)
+        {
+            if (b.SharedBlock is { } shared)
+                ReadData(shared, from, piece);
+            else if (b.Origin is { } origin)
+                ReadOrigin(origin, (long)b.VBlock * _settings.DataBlockSize + from, piece);
+            else
+                piece.Clear();
+        }
+        if (lo < hi)
+            data.Slice(b.DataOffset + (lo - b.InBlock), hi - lo).CopyTo(piece[(lo - from)..]);
+    }
+
+    /// <summary>Writes aligned data straight to the data file; false when the file system refuses direct I/O here (then never again).</summary>
+    private bool TryWriteDirect(long at, ReadOnlySpan<byte> aligned)
+    {
+        try
+        {
+            RandomAccess.Write(_direct!, aligned, at);
+            return true;
+        }
+        catch (IOException e) when (e.HResult == EInval)
+        {
+            // The file system wants another alignment: the page cache from now on.
+            Volatile.Write(ref _directFailed, 1);
+            return false;
+        }
+        catch (IOException e)
+        {
+            throw DataWriteFailed(e);
+        }
+    }
+
+    /// <summary>Maps a filled batch and lets go of its blocks; under the lock.</summary>
+    private void MapLocked(ProvisionBatch batch)
+    {
+        try
+        {
+            if (batch.Generation != _generation)
+                throw new VolumeException(VolumeError.IoError, $"pool {_dir}: the transaction was aborted while a write filled new blocks: {_readOnlyReason}");
+            foreach (var b in batch.Blocks)
+                Guard(() => _md.Insert(batch.DeviceId, b.VBlock, b.DataBlock));
+            _dirty = true;
+            Volatile.Write(ref _mappedSinceFlush, 1);
+        }
+        finally
+        {
+            _prison.Finish(batch);
+        }
+    }
+
+    /// <summary>Gives a batch's blocks back (a failed copy, a failed pass) and lets go of them; under the lock.</summary>
+    private void AbandonLocked(ProvisionBatch batch)
+    {
+        try
+        {
+            if (batch.Generation == _generation && _md.TransactionFailed is false)
+                foreach (var b in batch.Blocks)
+                    Guard(() => _md.DecDataBlock(b.DataBlock));
+        }
+        finally
+        {
+            _prison.Finish(batch);
+        }
+    }
+
+    internal async ValueTask DiscardAsync(VolumeEntry v, long offset, long length, bool fua, CancellationToken ct)
+    {
+        int bs = _settings.DataBlockSize;
+        long first = (offset + bs - 1) / bs, end = (offset + length) / bs;
+        // dm-thin discards whole blocks only; a tail block of the volume counts as whole when the range reaches the end.
+        if (offset + length == v.Size && v.Size % bs != 0)
+            end = (v.Size + bs - 1) / bs;
+        while (true)
+        {
+            Task? held;
+            await _lock.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                ThrowIfDisposed();
+                RequireWritableVolume(v);
+                // Blocks a write is filling are discarded once it has mapped them.
+                held = first < end ? _prison.HeldIn(v.DeviceId, (ulong)first, (ulong)end) : null;
+                if (held is null)
+                {
+                    UnmapBlocks(v, first, end);
+                    _dirty = true;
+                }
+            }
+            finally
+            {
+                _lock.Release();
+            }
+            if (held is null)
+                break;
+            await held.WaitAsync(ct).ConfigureAwait(false);
+        }
+        if (fua)
+            await CommitAsync(ct).ConfigureAwait(false);
     }
 
     internal async ValueTask WriteZeroesAsync(VolumeEntry v, long offset, long length, bool noHole, bool fua, CancellationToken ct)
@@ -494,13 +741,16 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     private async ValueTask<bool> IsMappedAsync(VolumeEntry v, long vblock, CancellationToken ct)
     {
         await _lock.WaitAsync(ct).ConfigureAwait(false);
-        try { return Guard(() => _md.Lookup(v.DeviceId, (ulong)vblock)) is not null; }
+        try { return Lookup(v.DeviceId, (ulong)vblock) is not null; }
         finally { _lock.Release(); }
     }
 
-    internal async ValueTask FlushAsync(CancellationToken ct)
+    internal ValueTask FlushAsync(CancellationToken ct) => CommitAsync(ct);
+
+    /// <summary>Commits what is dirty, once no write is between allocating and mapping new blocks.</summary>
+    private async ValueTask CommitAsync(CancellationToken ct)
     {
-        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        bool barrier = await EnterQuiescedAsync(ct).ConfigureAwait(false);
         try
         {
             ThrowIfDisposed();
@@ -509,8 +759,45 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         }
         finally
         {
-            _lock.Release();
+            ExitQuiesced(barrier);
         }
+    }
+
+    /// <summary>
+    /// Takes the lock with no batch in flight, so that a commit (or a metadata change that commits)
+    /// records only whole writes. If batches are in flight, new ones are barred until
+    /// <see cref="ExitQuiesced"/>, and this waits for those in flight; true then.
+    /// </summary>
+    private async ValueTask<bool> EnterQuiescedAsync(CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        var drained = _prison.RaiseBarrier();
+        if (drained is null)
+            return false;
+        _lock.Release();
+        // Not cancellable: batches end by themselves, and the barrier must be lowered by the caller.
+        await drained.ConfigureAwait(false);
+        await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        return true;
+    }
+
+    private bool EnterQuiesced()
+    {
+        _lock.Wait();
+        var drained = _prison.RaiseBarrier();
+        if (drained is null)
+            return false;
+        _lock.Release();
+        drained.GetAwaiter().GetResult();
+        _lock.Wait();
+        return true;
+    }
+
+    private void ExitQuiesced(bool barrier)
+    {
+        if (barrier)
+            _prison.LowerBarrier();
+        _lock.Release();
     }
 
     internal async ValueTask<IReadOnlyList<VolumeExtent>> GetAllocationAsync(VolumeEntry v, long offset, long length, CancellationToken ct)
@@ -560,7 +847,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         Guard(() => _md.VisitMappingRange(v.DeviceId, (ulong)first, (ulong)end, (vb, _) => { mapped.Add(vb); return true; }));
         foreach (ulong vb in mapped)
         {
-            var m = Guard(() => _md.Lookup(v.DeviceId, vb));
+            var m = Lookup(v.DeviceId, vb);
             Guard(() => _md.Remove(v.DeviceId, vb));
             if (m is { } map && _md.DataBlockRefCount(map.DataBlock) == 0)
                 _punchAfterCommit.Add(map.DataBlock);
@@ -577,7 +864,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         int bs = _settings.DataBlockSize, extra = 0;
         for (long k = 1; extra < max; k++)
         {
-            var next = Guard(() => _md.Lookup(v.DeviceId, (ulong)(vblock + k)));
+            var next = Lookup(v.DeviceId, (ulong)(vblock + k));
             if (next is not { } n || n.DataBlock != dataBlock + (ulong)k || (shared == false && n.Shared))
                 break;
             extra += Math.Min(bs, max - extra);
@@ -598,13 +885,14 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             block = 0;
             bool wasOut = _outOfData;
             _outOfData = true;
-            if (_settings.ErrorIfNoSpace)
-                throw new VolumeException(VolumeError.NoSpace, $"pool {_dir} is out of data space ({_md.NrDataBlocks} blocks in use); grow it with `bapp pool resize`");
-            if (!wasOut)
+            if (!wasOut && !_settings.ErrorIfNoSpace)
                 Warning?.Invoke($"pool {_dir} is out of data space: writes that need new blocks wait up to {_settings.NoSpaceTimeoutSeconds} s for `bapp pool resize --data-size`");
             return false;
         }
     }
+
+    private VolumeException OutOfDataSpace() =>
+        new(VolumeError.NoSpace, $"pool {_dir} is out of data space ({_md.NrDataBlocks} blocks in use); grow it with `bapp pool resize`");
 
     private void CheckLowWater()
     {
@@ -632,46 +920,77 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             into[got..].Clear(); // a data file shorter than its blocks reads as zeroes (sparse tail)
     }
 
-    private void WriteData(ulong dataBlock, int inBlock, ReadOnlySpan<byte> data)
+    private void WriteData(ulong dataBlock, int inBlock, ReadOnlySpan<byte> data) =>
+        WriteDataAt((long)dataBlock * _settings.DataBlockSize + inBlock, data);
+
+    private void WriteDataAt(long at, ReadOnlySpan<byte> data)
     {
         try
         {
-            RandomAccess.Write(_data, data, (long)dataBlock * _settings.DataBlockSize + inBlock);
+            RandomAccess.Write(_data, data, at);
         }
         catch (IOException e)
         {
-            throw new VolumeException(VolumeError.IoError, $"writing the data file of pool {_dir} failed: {e.Message}", e);
+            throw DataWriteFailed(e);
         }
     }
+
+    private VolumeException DataWriteFailed(IOException e) =>
+        new(VolumeError.IoError, $"writing the data file of pool {_dir} failed: {e.Message}", e);
 
     /// <summary>An unprovisioned range reads as zeroes, or from the external origin.</summary>
     private void ReadUnprovisioned(VolumeEntry v, long offset, Span<byte> into)
     {
-        if (v.Origin is null)
-        {
+        if (OriginHandle(v) is { } h)
+            ReadOrigin(h, offset, into);
+        else
             into.Clear();
-            return;
-        }
-        if (!_origins.TryGetValue(v.Origin, out var h))
-            _origins[v.Origin] = h = File.OpenHandle(v.Origin, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        int got = RandomAccess.Read(h, into, offset);
+    }
+
+    /// <summary>An origin image shorter than its volume reads as zeroes past its end.</summary>
+    private static void ReadOrigin(SafeFileHandle origin, long offset, Span<byte> into)
+    {
+        int got = RandomAccess.Read(origin, into, offset);
         if (got < into.Length)
             into[Math.Max(0, got)..].Clear();
     }
 
-    /// <summary>Data first, then metadata (dm-thin's commit); then blocks freed by this commit are punched out.</summary>
-    private void CommitLocked()
+    /// <summary>The volume's external origin, opened on first use (under the lock) and kept until the pool closes.</summary>
+    private SafeFileHandle? OriginHandle(VolumeEntry v)
+    {
+        if (v.Origin is null)
+            return null;
+        if (!_origins.TryGetValue(v.Origin, out var h))
+            _origins[v.Origin] = h = File.OpenHandle(v.Origin, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return h;
+    }
+
+    /// <summary>
+    /// Data first, then metadata (dm-thin's commit); then blocks freed by this commit are punched out.
+    /// <paramref name="flushData"/> false only when the data every new mapping points at is known
+    /// to be flushed already (see <see cref="FlushDataAhead"/>); the pool then stays dirty if data
+    /// was written in place since that flush began, so that the next FLUSH, FUA write, periodic
+    /// commit or close flushes it.
+    /// </summary>
+    private void CommitLocked(bool flushData = true)
     {
         if (_readOnlyReason is not null)
             return;
+        if (_prison.InFlight != 0)
+            throw new InvalidOperationException("a commit would record blocks allocated but not yet mapped; take the lock with EnterQuiesced");
         Guard(() =>
         {
             _md.SetTransactionId(_md.TransactionId, _md.TransactionId + 1);
-            _md.Commit(() => RandomAccess.FlushToDisk(_data));
+            _md.Commit(flushData ? () => RandomAccess.FlushToDisk(_data) : null);
         });
-        _dirty = false;
+        _dirty = !flushData && Volatile.Read(ref _writtenSinceFlush) != 0;
+        bool inWindow = false;
         foreach (ulong b in _punchAfterCommit)
+        {
             FileSync.PunchHole(_data, (long)b * _settings.DataBlockSize, _settings.DataBlockSize);
+            inWindow |= _preallocated.Contains(b);
+        }
+        _preallocated.ReleaseAfterCommit(current: inWindow, _isFreeDataBlock);
         _punchAfterCommit.Clear();
     }
 
@@ -680,11 +999,14 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// exhausted, a corrupt block, an I/O error) aborts it, sets needs_check and makes the pool
     /// read-only, as dm-thin does; the caller gets a clear error.
     /// </summary>
-    private T Guard<T>(Func<T> op)
+    private T Guard<T>(Func<T> op) => Guard(op, static f => f());
+
+    /// <summary><see cref="Guard{T}(Func{T})"/> with its state passed in, so that a hot path's lambda captures nothing.</summary>
+    private T Guard<TState, T>(TState state, Func<TState, T> op)
     {
         try
         {
-            return op();
+            return op(state);
         }
         catch (Exception e) when (e is SpaceExhaustedException or CorruptMetadataException or IOException || _md.TransactionFailed)
         {
@@ -692,6 +1014,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 throw;
             string why = e is SpaceExhaustedException ? "metadata space is exhausted" : $"a metadata operation failed: {e.Message}";
             _punchAfterCommit.Clear();
+            _generation++;
             try
             {
                 _md.Abort();
@@ -711,6 +1034,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     }
 
     private void Guard(Action op) => Guard(() => { op(); return 0; });
+
+    /// <summary>A virtual block's mapping, guarded; allocates nothing (reads and writes look up every block).</summary>
+    private ThinMapping? Lookup(ulong dev, ulong vblock) =>
+        Guard((_md, dev, vblock), static s => s.Item1.Lookup(s.Item2, s.Item3));
 
     private void RequireWritable()
     {
@@ -732,9 +1059,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     private void Locked(Action body) => Locked(() => { body(); return 0; });
 
+    /// <summary>Runs <paramref name="body"/> under the lock with no batch in flight (it may commit).</summary>
     private T Locked<T>(Func<T> body)
     {
-        _lock.Wait();
+        bool barrier = EnterQuiesced();
         try
         {
             ThrowIfDisposed();
@@ -742,7 +1070,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         }
         finally
         {
-            _lock.Release();
+            ExitQuiesced(barrier);
         }
     }
 
@@ -757,29 +1085,62 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             {
                 if (!_dirty)
                     continue;
-                // Flush most dirty data outside the lock so I/O keeps going meanwhile; the commit
-                // under the lock flushes again (only what was written since), then the metadata.
-                try { RandomAccess.FlushToDisk(_data); }
-                catch (IOException) { } // the flush under the lock reports it and fails the commit
-                catch (ObjectDisposedException) { break; }
-                await _lock.WaitAsync(_stop.Token).ConfigureAwait(false);
-                try
-                {
-                    if (!_disposed && _dirty && _readOnlyReason is null)
-                        CommitLocked();
-                }
-                catch (VolumeException)
-                {
-                    // The pool is now read-only and says why; the next client request reports it.
-                }
-                finally
-                {
-                    _lock.Release();
-                }
+                if (FlushDataAhead() is not { } flushed)
+                    break;
+                await CommitAfterFlushAheadAsync(flushed, _stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    /// <summary>
+    /// The periodic commit's first half: flushes the data outside the lock so I/O keeps going
+    /// meanwhile. The commit then has to flush again under the lock (holding all I/O) only if
+    /// blocks were mapped since this flush began: their data may have been written after it. Data
+    /// written in place meanwhile is no part of the metadata: the commit leaves the pool dirty
+    /// instead, so a client's FLUSH or FUA (which flush under the lock) or the next commit flushes
+    /// it; flushing it here cost sequential overwrites a third of their throughput (measured 2.7
+    /// against 4.1 GB/s, with 30–220 ms a second of I/O held behind the lock). Returns whether the
+    /// flush succeeded, or null once the pool is closed.
+    /// </summary>
+    internal bool? FlushDataAhead()
+    {
+        // Cleared before the flush begins: whatever sets them later may have missed it.
+        Interlocked.Exchange(ref _mappedSinceFlush, 0);
+        Interlocked.Exchange(ref _writtenSinceFlush, 0);
+        try
+        {
+            RandomAccess.FlushToDisk(_data);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false; // the flush under the lock reports it and fails the commit
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The periodic commit's second half, after <see cref="FlushDataAhead"/>.</summary>
+    internal async Task CommitAfterFlushAheadAsync(bool flushed, CancellationToken ct)
+    {
+        bool barrier = await EnterQuiescedAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (!_disposed && _dirty && _readOnlyReason is null)
+                CommitLocked(flushData: !flushed || Volatile.Read(ref _mappedSinceFlush) != 0);
+        }
+        catch (VolumeException)
+        {
+            // The pool is now read-only and says why; the next client request reports it.
+        }
+        finally
+        {
+            ExitQuiesced(barrier);
         }
     }
 
@@ -790,7 +1151,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             return;
         _stop.Cancel();
         await _committer.ConfigureAwait(false);
-        await _lock.WaitAsync().ConfigureAwait(false);
+        bool barrier = await EnterQuiescedAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
             if (_dirty && _readOnlyReason is null)
@@ -798,16 +1159,20 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 try { CommitLocked(); }
                 catch (VolumeException) { }
             }
+            if (!_dirty && _readOnlyReason is null)
+                _preallocated.ReleaseAfterCommit(current: true, _isFreeDataBlock);
             _disposed = true;
             _md.Dispose();
             _data.Dispose();
+            _direct?.Dispose();
+            _copier.Dispose();
             foreach (var h in _origins.Values)
                 h.Dispose();
             _folderLock.Dispose();
         }
         finally
         {
-            _lock.Release();
+            ExitQuiesced(barrier);
         }
     }
 

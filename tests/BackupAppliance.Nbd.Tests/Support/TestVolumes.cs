@@ -95,6 +95,38 @@ public sealed class InstrumentedVolume(IBlockVolume inner) : IBlockVolume
     }
 }
 
+/// <summary>A decorator that notes the thread each read and write of the volume ran on.</summary>
+public sealed class ThreadRecordingVolume(IBlockVolume inner) : IBlockVolume
+{
+    private readonly ConcurrentQueue<(int ThreadId, bool PoolThread)> _threads = new();
+
+    public string Name => inner.Name;
+    public long Size => inner.Size;
+    public int BlockSize => inner.BlockSize;
+    public bool IsReadOnly => inner.IsReadOnly;
+
+    public IReadOnlyList<(int ThreadId, bool PoolThread)> Threads => [.. _threads];
+
+    private void Note() => _threads.Enqueue((Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread));
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        Note();
+        return inner.ReadAsync(offset, buffer, cancellationToken);
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
+    {
+        Note();
+        return inner.WriteAsync(offset, data, fua, cancellationToken);
+    }
+
+    public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken) => inner.DiscardAsync(offset, length, fua, cancellationToken);
+    public ValueTask WriteZeroesAsync(long offset, long length, bool noHole, bool fua, CancellationToken cancellationToken) => inner.WriteZeroesAsync(offset, length, noHole, fua, cancellationToken);
+    public ValueTask FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    public ValueTask<IReadOnlyList<VolumeExtent>> GetAllocationAsync(long offset, long length, CancellationToken cancellationToken) => inner.GetAllocationAsync(offset, length, cancellationToken);
+}
+
 public static class VolumeDigest
 {
     /// <summary>
