@@ -71,8 +71,9 @@ public sealed class SnapshotBackupSource : IBackupSource, IDisposable
         return new SnapshotBackupSource(agent, volume, snapshot, basePoint, ranges, hashes);
     }
 
+    /// <summary>Reads the snapshot once, past the page cache where the pool can (the sender reads ahead into aligned windows).</summary>
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
-        _snapshot.ReadAsync(offset, buffer, cancellationToken);
+        _snapshot.ReadStreamingAsync(offset, buffer, cancellationToken);
 
     public void Dispose() => Hashes.Dispose();
 

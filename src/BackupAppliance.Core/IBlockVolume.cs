@@ -23,6 +23,23 @@ public interface IBlockVolume
     /// <summary>Writes; with <paramref name="fua"/> the data is durable when the call returns.</summary>
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Reads like <see cref="ReadAsync"/>, for data read once in a pass over the volume (a backup
+    /// reading its snapshot): the volume may go past its cache (direct I/O) when the offset, the
+    /// length and the buffer's memory are <see cref="AlignedBufferPool.Alignment"/>-aligned.
+    /// </summary>
+    ValueTask ReadStreamingAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
+        ReadAsync(offset, buffer, cancellationToken);
+
+    /// <summary>
+    /// Writes like <see cref="WriteAsync"/> without FUA, for data written once and not read back
+    /// soon (a replica being filled): the volume may go past its cache (direct I/O) when the offset,
+    /// the length and the data's memory are <see cref="AlignedBufferPool.Alignment"/>-aligned.
+    /// Durable after the next flush, like any write.
+    /// </summary>
+    ValueTask WriteStreamingAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
+        WriteAsync(offset, data, fua: false, cancellationToken);
+
     /// <summary>Unmaps whole blocks inside the range (partial blocks at the edges are left alone); they read as zeroes.</summary>
     ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken);
 

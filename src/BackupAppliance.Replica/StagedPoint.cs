@@ -42,7 +42,7 @@ internal sealed class StagedPoint : IStagedPoint
         int blocks = BlockHashes.Count(data.Length, _blockSize);
         if (blockHashes.Length != blocks * WireProtocol.HashSize)
             throw Invalid($"{data.Length} bytes at {offset} are {blocks} blocks and need {blocks * WireProtocol.HashSize} bytes of hashes, not {blockHashes.Length}");
-        await Volume.WriteAsync(offset, data, fua: false, cancellationToken).ConfigureAwait(false);
+        await Volume.WriteStreamingAsync(offset, data, cancellationToken).ConfigureAwait(false);
         Table.Set(offset / _blockSize, blockHashes.Span);
         _changes++;
     }

@@ -32,6 +32,9 @@ public sealed class EraTrackedVolume : IBlockVolume
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
         _inner.ReadAsync(offset, buffer, cancellationToken);
 
+    public ValueTask ReadStreamingAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
+        _inner.ReadStreamingAsync(offset, buffer, cancellationToken);
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (data.Length == 0)

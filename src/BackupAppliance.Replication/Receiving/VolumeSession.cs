@@ -1,6 +1,6 @@
-using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
+using BackupAppliance.Core;
 using BackupAppliance.Replication.Compression;
 using BackupAppliance.Replication.Integrity;
 using BackupAppliance.Replication.Transport;
@@ -27,6 +27,8 @@ internal sealed class VolumeSession : IAsyncDisposable
     private readonly ReceiverCounters _counters;
     private readonly FrameEncoder _encoder = new();
     private readonly ZstdDecompressor _zstd = new();
+    /// <summary>A frame's data, decompressed: aligned, so the store may write it past the page cache.</summary>
+    private readonly AlignedBufferPool _frameData = new(WireProtocol.MaxFrameData, keep: 1);
 
     private bool _loaded;
     private IStagedPoint? _staged;
@@ -190,16 +192,16 @@ internal sealed class VolumeSession : IAsyncDisposable
         }
         CheckExtents(frame, request);
 
-        var buffer = ArrayPool<byte>.Shared.Rent(WireProtocol.MaxFrameData);
-        try
+        using (var frameData = _frameData.Rent())
         {
-            Verify(frame, request, buffer);
+            var buffer = frameData.Memory;
+            Verify(frame, request, buffer.Span);
             int at = 0;
             foreach (var e in frame.Extents)
             {
                 if (e.Kind == ExtentKind.Data)
                 {
-                    await _staged!.WriteAsync(e.Offset, buffer.AsMemory(at, (int)e.Length), e.Hashes, cancellationToken);
+                    await _staged!.WriteAsync(e.Offset, buffer.Slice(at, (int)e.Length), e.Hashes, cancellationToken);
                     at += (int)e.Length;
                 }
                 else
@@ -207,10 +209,6 @@ internal sealed class VolumeSession : IAsyncDisposable
                     await _staged!.ZeroAsync(e.Offset, e.Length, e.Kind == ExtentKind.Discard, cancellationToken);
                 }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
         }
         _applied = sequence;
         _appliedPosition = frame.End;
@@ -288,7 +286,7 @@ internal sealed class VolumeSession : IAsyncDisposable
     }
 
     /// <summary>Decompresses every data extent into <paramref name="buffer"/>, one after the other, and checks each block's hash.</summary>
-    private void Verify(DataFrame frame, StagingRequest request, byte[] buffer)
+    private void Verify(DataFrame frame, StagingRequest request, Span<byte> buffer)
     {
         int at = 0;
         for (int i = 0; i < frame.Extents.Count; i++)
@@ -297,7 +295,7 @@ internal sealed class VolumeSession : IAsyncDisposable
             if (e.Kind != ExtentKind.Data)
                 continue;
             int length = (int)e.Length;
-            var data = buffer.AsSpan(at, length);
+            var data = buffer.Slice(at, length);
             int produced;
             try
             {

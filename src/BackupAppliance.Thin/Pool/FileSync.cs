@@ -10,9 +10,6 @@ public static partial class FileSync
     private const int FallocFlKeepSize = 0x01, FallocFlPunchHole = 0x02;
     private const int ORdwr = 2, OCloexec = 0x80000;
 
-    /// <summary>What direct I/O asks of memory addresses, file offsets and lengths (the page size covers every block device).</summary>
-    public const int DirectIoAlignment = 4096;
-
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
 
@@ -86,7 +83,7 @@ public static partial class FileSync
 
     /// <summary>
     /// Opens a file read-write for direct I/O (O_DIRECT: past the page cache; memory, offsets and
-    /// lengths aligned to <see cref="DirectIoAlignment"/>); null where the platform or the file
+    /// lengths aligned to <see cref="Core.AlignedBufferPool.Alignment"/>); null where the platform or the file
     /// system has none.
     /// </summary>
     public static SafeFileHandle? OpenDirect(string path)

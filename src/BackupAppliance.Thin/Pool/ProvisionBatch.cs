@@ -7,10 +7,12 @@ namespace BackupAppliance.Thin.Pool;
 /// <see cref="BlockPrison"/>. <see cref="Generation"/> is the pool's transaction generation at
 /// allocation; if the transaction was aborted meanwhile, the blocks no longer exist and are not mapped.
 /// </summary>
-internal sealed class ProvisionBatch(ulong deviceId, long generation)
+internal sealed class ProvisionBatch(ulong deviceId, long generation, bool streaming)
 {
     public ulong DeviceId { get; } = deviceId;
     public long Generation { get; } = generation;
+    /// <summary>A streaming write's: new blocks it covers whole go past the page cache.</summary>
+    public bool Streaming { get; } = streaming;
     public List<NewBlock> Blocks { get; } = [];
 
     /// <summary>Completed when the batch's blocks are mapped (or given up); writes waiting for them go on.</summary>

@@ -384,8 +384,15 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     // ------------------------------------------------------------------ I/O (called by ThinVolume)
 
-    internal async ValueTask ReadAsync(VolumeEntry v, long offset, Memory<byte> buffer, CancellationToken ct)
+    /// <summary>
+    /// Reads a volume. A <paramref name="streaming"/> read (data read once: a backup's pass) whose
+    /// offset, length and memory are aligned reads mapped blocks past the page cache (direct I/O):
+    /// through it, every block read takes new page-cache memory (measured on the development VM,
+    /// 1.5 GiB read cold: 2.8 s of system time buffered, 0.13 s direct).
+    /// </summary>
+    internal async ValueTask ReadAsync(VolumeEntry v, long offset, Memory<byte> buffer, bool streaming, CancellationToken ct)
     {
+        bool direct = streaming && CanGoDirect(offset, buffer.Span);
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -403,7 +410,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                     n += ContiguousRun(v, vblock, map.DataBlock, buffer.Length - done - n, shared: null);
                 var dst = buffer.Span.Slice(done, n);
                 if (m is { } mapped)
-                    ReadData(mapped.DataBlock, inBlock, dst);
+                {
+                    if (!direct || !TryReadDirect((long)mapped.DataBlock * bs + inBlock, dst))
+                        ReadData(mapped.DataBlock, inBlock, dst);
+                }
                 else
                     ReadUnprovisioned(v, pos, dst);
                 pos += n;
@@ -419,7 +429,14 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// <summary>Why one pass of a write under the lock stopped.</summary>
     private enum WriteStop { Done, Held, Barrier, NoSpace }
 
-    internal async ValueTask WriteAsync(VolumeEntry v, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    /// <summary>
+    /// Writes to a volume. A <paramref name="streaming"/> write (data not read back soon: a replica
+    /// being filled) writes the new blocks it covers whole past the page cache (direct I/O) where
+    /// its memory is aligned: through it, each such block takes new page-cache memory and the kernel's
+    /// writeback (measured on the development VM, 1.5 GiB written and synced: 4.7 s of system time
+    /// buffered, 0.17 s direct). Durability is the same: the commit flushes the data file first.
+    /// </summary>
+    internal async ValueTask WriteAsync(VolumeEntry v, long offset, ReadOnlyMemory<byte> data, bool fua, bool streaming, CancellationToken ct)
     {
         int done = 0; // bytes of data written, or handed to a batch that has been mapped since
         while (true)
@@ -432,7 +449,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             {
                 ThrowIfDisposed();
                 RequireWritableVolume(v);
-                (stop, wait) = WritePass(v, offset, data.Span, ref done, ref batch);
+                (stop, wait) = WritePass(v, offset, data.Span, streaming, ref done, ref batch);
                 if (stop == WriteStop.NoSpace)
                     wait = _spaceAdded.Task;
             }
@@ -473,7 +490,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// the lock is released. Stops at the end, at a block another write holds, at a commit's barrier
     /// (before starting a batch) or when data space runs out; what was done stays done.
     /// </summary>
-    private (WriteStop, Task?) WritePass(VolumeEntry v, long offset, ReadOnlySpan<byte> src, ref int done, ref ProvisionBatch? batch)
+    private (WriteStop, Task?) WritePass(VolumeEntry v, long offset, ReadOnlySpan<byte> src, bool streaming, ref int done, ref ProvisionBatch? batch)
     {
         int bs = _settings.DataBlockSize;
         while (done < src.Length)
@@ -501,7 +518,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 _preallocated.Cover(fresh, _md.NrDataBlocks);
                 if (batch is null)
                 {
-                    batch = new ProvisionBatch(v.DeviceId, _generation);
+                    batch = new ProvisionBatch(v.DeviceId, _generation, streaming);
                     _prison.Start(batch);
                 }
                 batch.Blocks.Add(new NewBlock((ulong)vblock, fresh, inBlock, n, done, m?.DataBlock, m is null ? OriginHandle(v) : null));
@@ -565,7 +582,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         try
         {
             for (int i = 0; i < blocks.Count;)
-                i += FillRun(blocks, i, data, ref rented);
+                i += FillRun(blocks, i, data, batch.Streaming, ref rented);
         }
         finally
         {
@@ -577,7 +594,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// Fills the new block at <paramref name="i"/>, with the whole blocks after it that landed in
     /// the data blocks after its own (they go out together); returns how many it filled.
     /// </summary>
-    private int FillRun(List<NewBlock> blocks, int i, ReadOnlySpan<byte> data, ref AlignedBuffer? rented)
+    private int FillRun(List<NewBlock> blocks, int i, ReadOnlySpan<byte> data, bool streaming, ref AlignedBuffer? rented)
     {
         int bs = _settings.DataBlockSize;
         var b = blocks[i];
@@ -587,17 +604,28 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             while (i + run < blocks.Count && blocks[i + run] is { } next && next.Length == bs
                 && next.DataBlock == b.DataBlock + (ulong)run && (next.SharedBlock is not null) == copy)
                 run++;
-        bool direct = copy && _direct is not null && Volatile.Read(ref _directFailed) == 0;
+        bool direct = (copy || streaming) && _direct is not null && Volatile.Read(ref _directFailed) == 0;
         int pieceSize = direct ? FillBufferSize : PagedFillPiece;
         long total = (long)run * bs;
         for (long chunk = 0; chunk < total; chunk += pieceSize)
         {
             int length = (int)Math.Min(pieceSize, total - chunk);
             long at = (long)b.DataBlock * bs + chunk;
-            if (b.Length == bs && !direct)
+            if (b.Length == bs)
             {
-                WriteDataAt(at, data.Slice(b.DataOffset + (int)chunk, length));
-                continue;
+                // The write covers the blocks: its own memory goes out, directly if it is aligned.
+                var whole = data.Slice(b.DataOffset + (int)chunk, length);
+                if (!direct)
+                {
+                    WriteDataAt(at, whole);
+                    continue;
+                }
+                if (AlignedBufferPool.IsAligned(whole) && length % AlignedBufferPool.Alignment == 0)
+                {
+                    if (!TryWriteDirect(at, whole))
+                        WriteDataAt(at, whole);
+                    continue;
+                }
             }
             rented ??= _fillBuffers.Rent();
             var piece = rented.Value.Span[..length];
@@ -626,6 +654,32 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         }
         if (lo < hi)
             data.Slice(b.DataOffset + (lo - b.InBlock), hi - lo).CopyTo(piece[(lo - from)..]);
+    }
+
+    /// <summary>Whether a request at <paramref name="offset"/> over <paramref name="memory"/> can go past the page cache.</summary>
+    private bool CanGoDirect(long offset, ReadOnlySpan<byte> memory) =>
+        _direct is not null && Volatile.Read(ref _directFailed) == 0 && offset % AlignedBufferPool.Alignment == 0
+        && memory.Length % AlignedBufferPool.Alignment == 0 && AlignedBufferPool.IsAligned(memory);
+
+    /// <summary>Reads aligned data straight from the data file; false when the file system refuses direct I/O here (then never again).</summary>
+    private bool TryReadDirect(long at, Span<byte> aligned)
+    {
+        try
+        {
+            int got = RandomAccess.Read(_direct!, aligned, at);
+            if (got < aligned.Length)
+                aligned[got..].Clear(); // a data file shorter than its blocks reads as zeroes (sparse tail)
+            return true;
+        }
+        catch (IOException e) when (e.HResult == EInval)
+        {
+            Volatile.Write(ref _directFailed, 1);
+            return false;
+        }
+        catch (IOException e)
+        {
+            throw new VolumeException(VolumeError.IoError, $"reading the data file of pool {_dir} failed: {e.Message}", e);
+        }
     }
 
     /// <summary>Writes aligned data straight to the data file; false when the file system refuses direct I/O here (then never again).</summary>
@@ -730,7 +784,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             if (whole && !noHole && v.Origin is null)
                 await DiscardAsync(v, pos, n, fua: false, ct).ConfigureAwait(false);
             else if (noHole || v.Origin is not null || await IsMappedAsync(v, vblock, ct).ConfigureAwait(false))
-                await WriteAsync(v, pos, zeroes.AsMemory(0, (int)n), fua: false, ct).ConfigureAwait(false);
+                await WriteAsync(v, pos, zeroes.AsMemory(0, (int)n), fua: false, streaming: false, ct).ConfigureAwait(false);
             // else: an unprovisioned block without an origin already reads as zeroes.
             pos += n;
         }

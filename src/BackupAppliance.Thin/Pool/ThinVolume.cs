@@ -23,13 +23,27 @@ public sealed class ThinVolume : IBlockVolume
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         CheckRange(offset, buffer.Length);
-        return _pool.ReadAsync(_entry, offset, buffer, cancellationToken);
+        return _pool.ReadAsync(_entry, offset, buffer, streaming: false, cancellationToken);
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         CheckRange(offset, data.Length);
-        return _pool.WriteAsync(_entry, offset, data, fua, cancellationToken);
+        return _pool.WriteAsync(_entry, offset, data, fua, streaming: false, cancellationToken);
+    }
+
+    /// <summary>Reads past the page cache (direct I/O) where the request and the buffer are aligned and the file system allows.</summary>
+    public ValueTask ReadStreamingAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, buffer.Length);
+        return _pool.ReadAsync(_entry, offset, buffer, streaming: true, cancellationToken);
+    }
+
+    /// <summary>Writes new blocks the write covers whole past the page cache (direct I/O) where the data is aligned and the file system allows.</summary>
+    public ValueTask WriteStreamingAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, data.Length);
+        return _pool.WriteAsync(_entry, offset, data, fua: false, streaming: true, cancellationToken);
     }
 
     public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken)
