@@ -531,7 +531,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// Fills a batch's new blocks with the lock released, on a copier thread (so that a caller's
-    /// request loop goes on meanwhile), then maps them under the lock. Not cancellable: its blocks
+    /// request loop goes on meanwhile; a streaming write fills them itself), then maps them under the lock. Not cancellable: its blocks
     /// are held until it ends.
     /// </summary>
     private async ValueTask ProvisionAsync(ProvisionBatch batch, ReadOnlyMemory<byte> data)
@@ -539,7 +539,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         Exception? failure = null;
         try
         {
-            await _copier.Run(() => FillNewBlocks(batch, data.Span)).ConfigureAwait(false);
+            if (batch.Streaming)
+                FillNewBlocks(batch, data.Span); // one writer with nothing else to do meanwhile: no hop to a copier thread and back
+            else
+                await _copier.Run(() => FillNewBlocks(batch, data.Span)).ConfigureAwait(false);
         }
         catch (Exception e)
         {
