@@ -1,5 +1,6 @@
 using System.Net;
 using BackupAppliance.Hosting;
+using BackupAppliance.Replication.Sending;
 using BackupAppliance.Replication.Wire;
 
 namespace BackupAppliance.Agent;
@@ -27,6 +28,8 @@ public sealed record AgentConfig : IValidatedConfig
     public List<AgentVolumeConfig> Volumes { get; init; } = new();
     /// <summary>zstd level of data payloads (1 fastest … 19).</summary>
     public int ZstdLevel { get; init; } = 3;
+    /// <summary>Threads compressing and hashing a backup's data at once; 0: the processor count, at most 4.</summary>
+    public int CompressionThreads { get; init; }
     /// <summary>When the receiver's latest point is not this agent's base: start a full backup (true) or fail (false).</summary>
     public bool FullBackupOnBaseMismatch { get; init; }
     /// <summary>How long the sender waits for an answer (begin, ack, credit, commit_ack) before it offers again.</summary>
@@ -66,6 +69,8 @@ public sealed record AgentConfig : IValidatedConfig
         }
         if (ZstdLevel < 1 || ZstdLevel > 19)
             throw new ConfigException(file, "zstd_level", $"must be 1 to 19 (is {ZstdLevel})");
+        if (CompressionThreads < 0 || CompressionThreads > BackupSenderOptions.MaxCompressionThreads)
+            throw new ConfigException(file, "compression_threads", $"must be 0 (automatic) to {BackupSenderOptions.MaxCompressionThreads} (is {CompressionThreads})");
         ConfigRules.Seconds(file, "reply_timeout_seconds", ReplyTimeoutSeconds);
         ConfigRules.Seconds(file, "backup_deadline_seconds", BackupDeadlineSeconds, allowZero: true);
         Nats.ToOptions(file, $"bapp-agent-{Agent}");

@@ -158,6 +158,7 @@ public sealed class AgentService
     private BackupSenderOptions SenderOptions() => new()
     {
         CompressionLevel = _config.ZstdLevel,
+        CompressionThreads = _config.CompressionThreads == 0 ? BackupSenderOptions.Default.CompressionThreads : _config.CompressionThreads,
         OfferTimeout = TimeSpan.FromSeconds(_config.ReplyTimeoutSeconds),
         AckTimeout = TimeSpan.FromSeconds(_config.ReplyTimeoutSeconds),
         RetryDelay = TimeSpan.FromSeconds(Math.Min(2, _config.ReplyTimeoutSeconds)),

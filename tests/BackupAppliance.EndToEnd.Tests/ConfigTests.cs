@@ -40,6 +40,7 @@ public sealed class ConfigTests
     public static TheoryData<string, string, string> BrokenAgentConfigs => new()
     {
         { "zstd level out of range", $$"""{ {{AgentBase}} "zstd_level": 40 }""", "option 'zstd_level': must be 1 to 19 (is 40)" },
+        { "compression threads out of range", $$"""{ {{AgentBase}} "compression_threads": -2 }""", "option 'compression_threads': must be 0 (automatic) to 64 (is -2)" },
         { "unknown option", $$"""{ {{AgentBase}} "zstd_levl": 3 }""", "option 'zstd_levl': is not a known option" },
         { "unknown nested option", $$"""{ {{AgentBase}} "nats": { "tls_ca": "ca.pem" } }""", "option 'nats.tls_ca': is not a known option" },
         { "derived value as option", $$"""{ {{AgentBase}} "pool_path": "/elsewhere" }""", "option 'pool_path': is not a known option" },

@@ -8,6 +8,12 @@ public sealed record BackupSenderOptions
     /// <summary>zstd level of data payloads (1 is faster, 19 smaller).</summary>
     public int CompressionLevel { get; init; } = 3;
 
+    /// <summary>
+    /// Threads compressing and hashing a frame's data at once (pieces of 256 KiB): the sender's
+    /// limit on a host with cores to spare. Default: the processor count, at most 4.
+    /// </summary>
+    public int CompressionThreads { get; init; } = Math.Min(4, Environment.ProcessorCount);
+
     /// <summary>How long to wait for the answer to an offer before offering again.</summary>
     public TimeSpan OfferTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -26,6 +32,8 @@ public sealed record BackupSenderOptions
     /// <summary>Gives up once a backup has taken this long in all; null: no deadline.</summary>
     public TimeSpan? Deadline { get; init; }
 
+    public const int MaxCompressionThreads = 64;
+
     public static BackupSenderOptions Default { get; } = new();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option that is out of range.</summary>
@@ -33,6 +41,8 @@ public sealed record BackupSenderOptions
     {
         if (CompressionLevel < ZstdCompressor.MinLevel || CompressionLevel > ZstdCompressor.MaxLevel)
             throw new ArgumentOutOfRangeException(nameof(CompressionLevel), CompressionLevel, $"{nameof(CompressionLevel)} must be from {ZstdCompressor.MinLevel} to {ZstdCompressor.MaxLevel}");
+        if (CompressionThreads < 1 || CompressionThreads > MaxCompressionThreads)
+            throw new ArgumentOutOfRangeException(nameof(CompressionThreads), CompressionThreads, $"{nameof(CompressionThreads)} must be from 1 to {MaxCompressionThreads}");
         Positive(OfferTimeout, nameof(OfferTimeout));
         Positive(AckTimeout, nameof(AckTimeout));
         if (RetryDelay < TimeSpan.Zero)

@@ -66,7 +66,7 @@ internal sealed class BackupTransfer : IAsyncDisposable
         _control = ReplicationSubjects.Control(source.Agent, source.Volume);
         _data = ReplicationSubjects.Data(source.Agent, source.Volume);
         _reply = ReplicationSubjects.Reply(source.Agent, source.Volume);
-        _builder = new DataFrameBuilder(source, options.CompressionLevel);
+        _builder = new DataFrameBuilder(source, options.CompressionLevel, options.CompressionThreads);
         var ranges = source.Ranges;
         _changedBefore = new long[ranges.Count + 1];
         for (int i = 0; i < ranges.Count; i++)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using BackupAppliance.Replication.Compression;
 using BackupAppliance.Replication.Integrity;
 using BackupAppliance.Replication.Wire;
@@ -23,9 +24,18 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
     /// <summary>Read-ahead windows waiting: the disk stays this many frames' data ahead.</summary>
     private const int ReadAheadDepth = 4;
 
+    /// <summary>
+    /// Data runs are compressed in pieces of at most this many bytes, each its own extent, so the
+    /// pieces of a chunk can be compressed and hashed on several threads at once.
+    /// </summary>
+    internal const int PieceBytes = 256 * 1024;
+
     private readonly IBackupSource _source;
     private readonly SourceReadAhead _readAhead;
-    private readonly ZstdCompressor _zstd;
+    private readonly int _level;
+    private readonly ParallelOptions _parallel;
+    private readonly ConcurrentBag<ZstdCompressor> _compressors = new();
+    private readonly List<Run> _runs = new();
     private readonly int _block;
     private readonly byte[] _read;
     private readonly byte[] _packed;
@@ -33,12 +43,14 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
     private readonly List<WireExtent> _extents = new(WireProtocol.MaxExtentsPerFrame);
     private int _range;
 
-    public DataFrameBuilder(IBackupSource source, int compressionLevel)
+    public DataFrameBuilder(IBackupSource source, int compressionLevel, int compressionThreads)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(compressionThreads);
         _source = source;
         _block = source.BlockSize;
         _readAhead = new SourceReadAhead(source, WireProtocol.MaxFrameData, ReadAheadDepth);
-        _zstd = new ZstdCompressor(compressionLevel);
+        _level = compressionLevel;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = compressionThreads };
         _read = ArrayPool<byte>.Shared.Rent(WireProtocol.MaxFrameData);
         _packed = ArrayPool<byte>.Shared.Rent(ZstdCompressor.MaxCompressedLength(WireProtocol.MaxFrameData)
                                                + WireProtocol.MaxExtentsPerFrame * ZstdCompressor.MaxCompressedLength(0));
@@ -151,7 +163,8 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _readAhead.DisposeAsync();
-        _zstd.Dispose();
+        while (_compressors.TryTake(out var z))
+            z.Dispose();
         ArrayPool<byte>.Shared.Return(_read);
         ArrayPool<byte>.Shared.Return(_packed);
         ArrayPool<byte>.Shared.Return(_hashes);
@@ -164,44 +177,105 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
             _range++;
     }
 
-    /// <summary>Splits a chunk read at <paramref name="offset"/> into zero and data runs; returns the bytes consumed.</summary>
+    /// <summary>
+    /// Splits a chunk read at <paramref name="offset"/> into zero runs and data pieces, compresses
+    /// and hashes the pieces that may fit (on up to the configured threads), then adds extents in
+    /// image order while the frame has room; returns the bytes consumed. The split depends only on
+    /// the bytes, so the same position always yields the same frame.
+    /// </summary>
     private int PackChunk(long offset, int length, ref Packing packing)
     {
-        int i = 0;
-        while (i < length && _extents.Count < WireProtocol.MaxExtentsPerFrame)
+        SplitRuns(length, WireProtocol.MaxExtentsPerFrame - _extents.Count);
+        PreparePieces(packing);
+        int consumed = 0;
+        foreach (var run in _runs)
+        {
+            if (_extents.Count >= WireProtocol.MaxExtentsPerFrame)
+                break;
+            if (run.Zero)
+                AddZero(offset + run.At, run.Length, discard: false);
+            else if (run.PackedLength < 0 || !TryAddData(offset + run.At, run, ref packing))
+                break;
+            consumed = run.At + run.Length;
+        }
+        return consumed;
+    }
+
+    /// <summary>The chunk's runs, in order: all-zero runs, and data runs cut into pieces; at most <paramref name="limit"/> of them (each becomes at most one extent).</summary>
+    private void SplitRuns(int length, int limit)
+    {
+        _runs.Clear();
+        int piece = Math.Max(_block, PieceBytes / _block * _block);
+        for (int i = 0; i < length && _runs.Count < limit;)
         {
             bool zero = IsZeroBlock(i, length);
             int j = i + Math.Min(_block, length - i);
-            while (j < length && IsZeroBlock(j, length) == zero)
+            while (j < length && (zero || j - i < piece) && IsZeroBlock(j, length) == zero)
                 j += Math.Min(_block, length - j);
-            if (zero)
-                AddZero(offset + i, j - i, discard: false);
-            else if (!TryAddData(offset + i, i, j - i, ref packing))
-                break;
+            _runs.Add(new Run(i, j - i, zero));
             i = j;
         }
-        return i;
     }
+
+    /// <summary>
+    /// Compresses and hashes every data piece, each into its own region of the frame's buffers
+    /// (a region as large as the piece could compress to), the pieces on several threads. A piece
+    /// whose region does not fit is left unprepared (<see cref="Run.PackedLength"/> -1): the frame ends before it.
+    /// </summary>
+    private void PreparePieces(Packing packing)
+    {
+        int region = packing.Region, hashes = packing.Hashes, prepared = 0;
+        for (int r = 0; r < _runs.Count; r++)
+        {
+            var run = _runs[r];
+            if (run.Zero)
+                continue;
+            int bound = ZstdCompressor.MaxCompressedLength(run.Length);
+            int hashBytes = BlockHashes.Count(run.Length, _block) * WireProtocol.HashSize;
+            if (_packed.Length - region < bound || _hashes.Length - hashes < hashBytes)
+                break;
+            _runs[r] = run with { PackedAt = region, PackedLength = 0, HashesAt = hashes, HashBytes = hashBytes };
+            region += bound;
+            hashes += hashBytes;
+            prepared++;
+        }
+        if (prepared <= 1 || _parallel.MaxDegreeOfParallelism == 1)
+        {
+            var z = RentCompressor();
+            for (int r = 0; r < _runs.Count; r++)
+                Prepare(r, z);
+            _compressors.Add(z);
+            return;
+        }
+        Parallel.For(0, _runs.Count, _parallel, RentCompressor, (r, _, z) => { Prepare(r, z); return z; }, _compressors.Add);
+    }
+
+    private void Prepare(int r, ZstdCompressor z)
+    {
+        var run = _runs[r];
+        if (run.Zero || run.PackedAt < 0)
+            return;
+        var data = _read.AsSpan(run.At, run.Length);
+        int packed = z.Compress(data, _packed.AsSpan(run.PackedAt, ZstdCompressor.MaxCompressedLength(run.Length)));
+        BlockHashes.Compute(data, _block, _hashes.AsSpan(run.HashesAt, run.HashBytes));
+        _runs[r] = run with { PackedLength = packed };
+    }
+
+    private ZstdCompressor RentCompressor() => _compressors.TryTake(out var z) ? z : new ZstdCompressor(_level);
 
     private bool IsZeroBlock(int at, int length) =>
         !_read.AsSpan(at, Math.Min(_block, length - at)).ContainsAnyExcept((byte)0);
 
-    private bool TryAddData(long offset, int at, int length, ref Packing packing)
+    private bool TryAddData(long offset, Run run, ref Packing packing)
     {
-        var data = _read.AsSpan(at, length);
-        int hashBytes = BlockHashes.Count(length, _block) * WireProtocol.HashSize;
-        if (_packed.Length - packing.Packed < ZstdCompressor.MaxCompressedLength(length))
-            return false;
-        int packedLength = _zstd.Compress(data, _packed.AsSpan(packing.Packed));
-        long frameBytes = packing.Packed + packedLength + packing.Hashes + hashBytes + (_extents.Count + 1L) * ExtentHeaderBytes;
+        long frameBytes = packing.Packed + run.PackedLength + packing.Hashes + run.HashBytes + (_extents.Count + 1L) * ExtentHeaderBytes;
         if (frameBytes > WireProtocol.MaxFrameBytes - FrameHeadroom)
             return false;
-        var hashes = _hashes.AsSpan(packing.Hashes, hashBytes);
-        BlockHashes.Compute(data, _block, hashes);
-        _source.Hashes.Set(offset / _block, hashes);
-        _extents.Add(WireExtent.Data(offset, length,
-            _packed.AsMemory(packing.Packed, packedLength), _hashes.AsMemory(packing.Hashes, hashBytes)));
-        packing = new Packing(packing.Data + length, packing.Packed + packedLength, packing.Hashes + hashBytes);
+        var hashes = _hashes.AsMemory(run.HashesAt, run.HashBytes);
+        _source.Hashes.Set(offset / _block, hashes.Span);
+        _extents.Add(WireExtent.Data(offset, run.Length, _packed.AsMemory(run.PackedAt, run.PackedLength), hashes));
+        packing = new Packing(packing.Data + run.Length, run.PackedAt + ZstdCompressor.MaxCompressedLength(run.Length),
+            packing.Packed + run.PackedLength, run.HashesAt + run.HashBytes);
         return true;
     }
 
@@ -218,6 +292,15 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
         _extents.Add(discard ? WireExtent.Discard(offset, length) : WireExtent.Zero(offset, length));
     }
 
-    /// <summary>How much of a frame's buffers is used: data bytes before compression, packed payload bytes, hash bytes.</summary>
-    private readonly record struct Packing(int Data, int Packed, int Hashes);
+    /// <summary>
+    /// How much of a frame is used: data bytes before compression, bytes of the packed buffer's
+    /// regions taken, packed payload bytes (what goes on the wire), hash bytes.
+    /// </summary>
+    private readonly record struct Packing(int Data, int Region, int Packed, int Hashes);
+
+    /// <summary>
+    /// A run of a chunk from byte <see cref="At"/>: all zeros, or data prepared at
+    /// <see cref="PackedAt"/> (-1: not prepared) with its hashes at <see cref="HashesAt"/>.
+    /// </summary>
+    private readonly record struct Run(int At, int Length, bool Zero, int PackedAt = -1, int PackedLength = -1, int HashesAt = 0, int HashBytes = 0);
 }

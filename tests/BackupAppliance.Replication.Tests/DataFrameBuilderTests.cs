@@ -1,0 +1,83 @@
+using BackupAppliance.Replication.Integrity;
+using BackupAppliance.Replication.Sending;
+using BackupAppliance.Replication.Tests.Support;
+using BackupAppliance.Replication.Wire;
+
+namespace BackupAppliance.Replication.Tests;
+
+/// <summary>
+/// The frames a builder makes depend only on the source, never on how many threads compress:
+/// a resend rebuilds exactly what was sent. Data runs go out in pieces of at most 256 KiB.
+/// </summary>
+public sealed class DataFrameBuilderTests : IDisposable
+{
+    private const int Block = 64 * 1024;
+    private readonly ScratchDirectory _scratch = new();
+
+    public void Dispose() => _scratch.Dispose();
+
+    [Fact]
+    public async Task FramesAreTheSameWhateverTheNumberOfCompressionThreads()
+    {
+        var image = MixedImage(48 * Block, seed: 1);
+        var ranges = new List<SourceRange>
+        {
+            new(0, 20L * Block, SourceRangeKind.Data),
+            new(20L * Block, 2L * Block, SourceRangeKind.Discard),
+            new(24L * Block, 24L * Block, SourceRangeKind.Data),
+        };
+        var one = await BuildAllAsync(image, ranges, threads: 1, "one");
+        var four = await BuildAllAsync(image, ranges, threads: 4, "four");
+        Assert.True(one.Frames.Count > 2, $"{one.Frames.Count} frames");
+        Assert.Equal(one.Frames.Count, four.Frames.Count);
+        for (int i = 0; i < one.Frames.Count; i++)
+            Assert.True(one.Frames[i].AsSpan().SequenceEqual(four.Frames[i]), $"frame {i + 1} differs");
+        Assert.Equal(one.Digest, four.Digest);
+
+        // Every data extent is a piece of at most 256 KiB, and the frames cover every data byte.
+        long dataBytes = 0;
+        foreach (var bytes in four.Frames)
+        {
+            var frame = Assert.IsType<DataFrame>(FrameDecoder.Decode(bytes).Message);
+            foreach (var e in frame.Extents.Where(e => e.Kind == ExtentKind.Data))
+            {
+                Assert.InRange(e.Length, 1, DataFrameBuilder.PieceBytes);
+                dataBytes += e.Length;
+            }
+        }
+        long zeroBlocksInData = Enumerable.Range(0, 48).Count(b => (b < 20 || b >= 24) && image.AsSpan(b * Block, Block).IndexOfAnyExcept((byte)0) < 0);
+        Assert.Equal((44 - zeroBlocksInData) * Block, dataBytes); // blocks 0-19 and 24-47
+    }
+
+    private async Task<(List<byte[]> Frames, byte[] Digest)> BuildAllAsync(byte[] image, List<SourceRange> ranges, int threads, string name)
+    {
+        using var hashes = BlockHashTable.Create(_scratch.File($"{name}.hashes"), image.Length, Block, null);
+        var source = new MemoryBackupSource("a", "v", image, Block, null, "t", ranges, hashes);
+        await using var builder = new DataFrameBuilder(source, compressionLevel: 1, compressionThreads: threads);
+        using var encoder = new FrameEncoder();
+        var frames = new List<byte[]>();
+        while (await builder.NextAsync(1, CancellationToken.None) is { } frame)
+            frames.Add(encoder.Encode((ulong)frames.Count + 1, frame).ToArray());
+        await builder.HashUpToAsync(image.Length, CancellationToken.None);
+        hashes.Flush();
+        return (frames, hashes.ComputeDigest());
+    }
+
+    /// <summary>Blocks of text-like (compressible) bytes, random (incompressible) bytes and zeros, in a seeded order.</summary>
+    private static byte[] MixedImage(int length, int seed)
+    {
+        var image = new byte[length];
+        var random = new Random(seed);
+        var compressible = SampleData.Disk(Block, seed);
+        for (int at = 0; at < length; at += Block)
+        {
+            switch (random.Next(4))
+            {
+                case 0: break; // zeros
+                case 1: random.NextBytes(image.AsSpan(at, Block)); break;
+                default: compressible.CopyTo(image, at); image[at] = (byte)random.Next(1, 255); break;
+            }
+        }
+        return image;
+    }
+}
