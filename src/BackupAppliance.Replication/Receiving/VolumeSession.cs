@@ -383,8 +383,8 @@ internal sealed class VolumeSession : IAsyncDisposable
 
     private async ValueTask ReplyAsync(ReplicationMessage message, CancellationToken cancellationToken)
     {
-        if (_options.Log is { } log && message is not (Ack or Credit))
-            log($"{_agent}/{_volume}: " + (message is CommitAck c ? $"commit_ack stream {c.Stream} point {c.Point} digest {Convert.ToHexStringLower(c.ImageDigest)}" : message.ToString()));
+        if (_options.Log is { } log && Describe(message) is { } line)
+            log($"{_agent}/{_volume}: {line}");
         var bytes = _encoder.Encode(++_replies, message);
         try
         {
@@ -395,6 +395,17 @@ internal sealed class VolumeSession : IAsyncDisposable
             // Lost like any reply; the agent's timeout brings it back with an offer.
         }
     }
+
+    /// <summary>A reply as the receiver's log says it, in an operator's words; null for the routine ones (acks, credit).</summary>
+    internal static string? Describe(ReplicationMessage message) => message switch
+    {
+        Ack or Credit => null,
+        BackupBegin b => $"backup begins: stream {b.Stream}, credit up to frame {b.CreditUpTo}",
+        Resume r => $"resume: stream {r.Stream} after frame {r.AfterSequence} (byte {r.Position}), credit up to frame {r.CreditUpTo}",
+        CommitAck c => $"committed: stream {c.Stream}, point {c.Point}, digest {Convert.ToHexStringLower(c.ImageDigest)}",
+        ErrorReply e => $"refused ({e.Code}){(e.Stream is { } s ? $" stream {s}" : "")}{(e.About is { } a ? $" frame {a}" : "")}: {e.Message}",
+        _ => message.GetType().Name,
+    };
 
     /// <summary>Error text within the protocol's limit, cut on a character boundary.</summary>
     internal static string Clip(string text)
