@@ -61,7 +61,8 @@ secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-echo "== making a $size ext4 filesystem holding $tree"
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+echo "== commit $commit; making a $size ext4 filesystem holding $tree"
 truncate -s "$size" "$work/fs.img"
 mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -d "$tree" "$work/fs.img" 2>/dev/null || mkfs.ext4 -q -F -d "$tree" "$work/fs.img"
 used=$(du -k "$work/fs.img" | cut -f1)
@@ -136,13 +137,13 @@ echo "== checking the incremental point against the image after the change"
 "$bapp" restore disk@latest --to "$work/restored.img" --config "$work/receiver.json" >/dev/null 2>&1
 cmp "$work/after.img" "$work/restored.img" && echo "restored point = volume after the change"
 
-python3 - "$work" "$size" "$nbdcopy_s" "$full_s" "$restic_s" "$borg_s" "$incr_s" "$agent_mb" "$receiver_mb" "$changed_blocks" <<'PY'
+python3 - "$work" "$size ext4, commit $commit" "$nbdcopy_s" "$full_s" "$restic_s" "$borg_s" "$incr_s" "$agent_mb" "$receiver_mb" "$changed_blocks" <<'PY'
 import json, sys
 w, size, nbdcopy_s, full_s, restic_s, borg_s, incr_s, agent_mb, receiver_mb, changed_blocks = sys.argv[1:]
 full = json.load(open(f"{w}/full.json")); incr = json.load(open(f"{w}/incr.json"))
 nbdcopy_s, full_s, restic_s, borg_s, incr_s = map(float, (nbdcopy_s, full_s, restic_s, borg_s, incr_s))
 mib = lambda b: b / 2**20
-print(f"\nvolume {size} (ext4), {mib(full['data_bytes']):.0f} MiB of data")
+print(f"\nvolume {size}, {mib(full['data_bytes']):.0f} MiB of data")
 print(f"full backup     bapp backup now {full_s:7.2f} s   nbdcopy {nbdcopy_s:7.2f} s   ratio (rate) {nbdcopy_s / full_s:.2f}x   (goal >= 0.5x)")
 print(f"                wire {mib(full['wire_bytes']):.1f} MiB for {mib(full['changed_bytes']):.1f} MiB changed ({mib(full['data_bytes']):.1f} MiB data)")
 print(f"incremental     bapp backup now {incr_s:7.2f} s   restic {restic_s:7.2f} s ({restic_s / incr_s:.1f}x)   borg {borg_s:7.2f} s ({borg_s / incr_s:.1f}x)   (goal >= 20x)")
