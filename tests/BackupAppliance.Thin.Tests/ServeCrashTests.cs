@@ -43,12 +43,19 @@ public class ServeCrashTests
                 var actual = new byte[VolumeSize];
                 for (long off = 0; off < VolumeSize; off += 4 << 20)
                     await c.ReadAsync(off, actual.AsMemory((int)off, 4 << 20), default);
+                var lost = new List<int>();
                 for (int s = 0; s < undetermined.Length; s++)
                 {
                     if (undetermined[s])
                         continue;
                     if (!actual.AsSpan(s * Sector, Sector).SequenceEqual(durable.AsSpan(s * Sector, Sector)))
-                        Assert.Fail($"{ctx}: sector {s} (offset {(long)s * Sector}) lost an acknowledged, flushed write");
+                        lost.Add(s);
+                }
+                if (lost.Count > 0)
+                {
+                    int zero = lost.Count(s => actual.AsSpan(s * Sector, Sector).IndexOfAnyExcept((byte)0) < 0);
+                    var blocks = string.Join(",", lost.Select(s => s / 128).Distinct());
+                    Assert.Fail($"{ctx}: {lost.Count} sectors lost ({zero} read as zeros), first {lost[0]}, blocks {blocks}");
                 }
                 // What is there now is the new baseline.
                 actual.CopyTo(durable, 0);
