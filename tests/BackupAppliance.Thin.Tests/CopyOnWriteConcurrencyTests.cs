@@ -1,3 +1,4 @@
+using BackupAppliance.Core;
 using BackupAppliance.Thin.Check;
 using BackupAppliance.Thin.Pool;
 using BackupAppliance.Thin.Tests.Support;
@@ -146,6 +147,52 @@ public class CopyOnWriteConcurrencyTests
                 Assert.True(isOld || isNew, $"snapshot {wave}: virtual block {vb} maps data block {db}, which holds neither the old bytes nor the write's");
             }
         }
+    }
+
+    /// <summary>
+    /// One write over eight whole blocks of which two are already mapped (written in place): the
+    /// six others get new data blocks one after another, in two runs of virtual blocks, so that
+    /// consecutive data blocks do not hold consecutive virtual blocks. Each must get its own bytes
+    /// (first writes, copies breaking sharing, and both past the page cache).
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public async Task NewBlocksAroundBlocksWrittenInPlaceGetTheirOwnBytes(bool breakSharing, bool streaming)
+    {
+        using var dir = Tool.TempDir();
+        string path = dir.File("pool");
+        const int blocks = 8;
+        var buffers = new AlignedBufferPool(blocks * Bs, keep: 1);
+        await using (var pool = ThinPool.Create(path, 64L * Bs, new PoolSettings()))
+        {
+            var v = pool.CreateVolume("v", blocks * Bs);
+            if (breakSharing)
+            {
+                await v.WriteAsync(0, Bytes(blocks * Bs, 1), false, default);
+                pool.Snapshot("v", "s");
+            }
+            // Blocks 2 and 5 mapped and not shared: the write below overwrites them in place.
+            await v.WriteAsync(2L * Bs, Bytes(Bs, 2), false, default);
+            await v.WriteAsync(5L * Bs, Bytes(Bs, 5), false, default);
+
+            using var buffer = buffers.Rent();
+            var expected = Bytes(blocks * Bs, 9);
+            expected.CopyTo(buffer.Span);
+            if (streaming)
+                await v.WriteStreamingAsync(0, buffer.Memory, default);
+            else
+                await v.WriteAsync(0, buffer.Memory, false, default);
+
+            var actual = await Read(v, 0, expected.Length);
+            var wrong = Enumerable.Range(0, blocks).Where(b => !actual.AsSpan(b * Bs, Bs).SequenceEqual(expected.AsSpan(b * Bs, Bs)));
+            Assert.True(!wrong.Any(), $"blocks {string.Join(",", wrong)} do not hold the bytes written to them");
+            await v.FlushAsync(default);
+        }
+        await using var reopened = ThinPool.Open(path);
+        Assert.Equal(Bytes(blocks * Bs, 9), await Read(reopened.OpenVolume("v"), 0, blocks * Bs));
     }
 
     [Fact]

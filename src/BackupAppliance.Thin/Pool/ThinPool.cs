@@ -594,8 +594,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Fills the new block at <paramref name="i"/>, with the whole blocks after it that landed in
-    /// the data blocks after its own (they go out together); returns how many it filled.
+    /// Fills the new block at <paramref name="i"/>, with the whole blocks after it that are the
+    /// virtual blocks after its own and landed in the data blocks after its own (they go out
+    /// together, from consecutive bytes of the write); returns how many it filled. A batch skips
+    /// the blocks its write overwrote in place, so consecutive data blocks alone do not make a run.
     /// </summary>
     private int FillRun(List<NewBlock> blocks, int i, ReadOnlySpan<byte> data, bool streaming, ref AlignedBuffer? rented)
     {
@@ -605,7 +607,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         int run = 1;
         if (b.Length == bs)
             while (i + run < blocks.Count && blocks[i + run] is { } next && next.Length == bs
-                && next.DataBlock == b.DataBlock + (ulong)run && (next.SharedBlock is not null) == copy)
+                && next.VBlock == b.VBlock + (ulong)run && next.DataBlock == b.DataBlock + (ulong)run
+                && (next.SharedBlock is not null) == copy)
                 run++;
         bool direct = (copy || streaming) && _direct is not null && Volatile.Read(ref _directFailed) == 0;
         int pieceSize = direct ? FillBufferSize : PagedFillPiece;
