@@ -33,8 +33,8 @@ public class StreamingIoTests
 
         PageCache.Evict(data);
         ulong cachedBefore = PageCache.CachedPages(data);
-        var pool4 = new AlignedBufferPool(16 * Bs, keep: 1);
-        using (var buffer = pool4.Rent())
+        var buffers = new AlignedBufferPool(16 * Bs, keep: 1);
+        using (var buffer = buffers.Rent())
         {
             await snapshot.ReadStreamingAsync(0, buffer.Memory, default);
             Assert.True(expected.AsSpan().SequenceEqual(buffer.Span), "streaming read of the whole snapshot");

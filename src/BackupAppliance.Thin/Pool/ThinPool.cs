@@ -531,8 +531,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// Fills a batch's new blocks with the lock released, on a copier thread (so that a caller's
-    /// request loop goes on meanwhile; a streaming write fills them itself), then maps them under the lock. Not cancellable: its blocks
-    /// are held until it ends.
+    /// request loop goes on meanwhile; a streaming write fills them itself), then maps them under
+    /// the lock. Not cancellable: its blocks are held until it ends.
     /// </summary>
     private async ValueTask ProvisionAsync(ProvisionBatch batch, ReadOnlyMemory<byte> data)
     {
@@ -610,7 +610,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 && next.VBlock == b.VBlock + (ulong)run && next.DataBlock == b.DataBlock + (ulong)run
                 && (next.SharedBlock is not null) == copy)
                 run++;
-        bool direct = (copy || streaming) && _direct is not null && Volatile.Read(ref _directFailed) == 0;
+        bool direct = (copy || streaming) && DirectIoUsable;
         int pieceSize = direct ? FillBufferSize : PagedFillPiece;
         long total = (long)run * bs;
         for (long chunk = 0; chunk < total; chunk += pieceSize)
@@ -626,7 +626,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                     WriteDataAt(at, whole);
                     continue;
                 }
-                if (AlignedBufferPool.IsAligned(whole) && length % AlignedBufferPool.Alignment == 0)
+                if (CanGoDirect(at, whole))
                 {
                     if (!TryWriteDirect(at, whole))
                         WriteDataAt(at, whole);
@@ -662,9 +662,12 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             data.Slice(b.DataOffset + (lo - b.InBlock), hi - lo).CopyTo(piece[(lo - from)..]);
     }
 
+    /// <summary>Whether the data file is open for direct I/O and the file system has not refused it.</summary>
+    private bool DirectIoUsable => _direct is not null && Volatile.Read(ref _directFailed) == 0;
+
     /// <summary>Whether a request at <paramref name="offset"/> over <paramref name="memory"/> can go past the page cache.</summary>
     private bool CanGoDirect(long offset, ReadOnlySpan<byte> memory) =>
-        _direct is not null && Volatile.Read(ref _directFailed) == 0 && offset % AlignedBufferPool.Alignment == 0
+        DirectIoUsable && offset % AlignedBufferPool.Alignment == 0
         && memory.Length % AlignedBufferPool.Alignment == 0 && AlignedBufferPool.IsAligned(memory);
 
     /// <summary>Reads aligned data straight from the data file; false when the file system refuses direct I/O here (then never again).</summary>
@@ -672,9 +675,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     {
         try
         {
-            int got = RandomAccess.Read(_direct!, aligned, at);
-            if (got < aligned.Length)
-                aligned[got..].Clear(); // a data file shorter than its blocks reads as zeroes (sparse tail)
+            ReadZeroFilled(_direct!, aligned, at);
             return true;
         }
         catch (IOException e) when (e.HResult == EInval)
@@ -974,10 +975,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 
     private void ReadData(ulong dataBlock, int inBlock, Span<byte> into)
     {
-        long at = (long)dataBlock * _settings.DataBlockSize + inBlock;
-        int got = RandomAccess.Read(_data, into, at);
-        if (got < into.Length)
-            into[got..].Clear(); // a data file shorter than its blocks reads as zeroes (sparse tail)
+        ReadZeroFilled(_data, into, (long)dataBlock * _settings.DataBlockSize + inBlock);
     }
 
     private void WriteData(ulong dataBlock, int inBlock, ReadOnlySpan<byte> data) =>
@@ -1008,9 +1006,15 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     }
 
     /// <summary>An origin image shorter than its volume reads as zeroes past its end.</summary>
-    private static void ReadOrigin(SafeFileHandle origin, long offset, Span<byte> into)
+    private static void ReadOrigin(SafeFileHandle origin, long offset, Span<byte> into) => ReadZeroFilled(origin, into, offset);
+
+    /// <summary>
+    /// One read at <paramref name="at"/>; what lies past the file's end reads as zeroes (a data file
+    /// shorter than its blocks, sparse at its tail; an origin shorter than its volume).
+    /// </summary>
+    private static void ReadZeroFilled(SafeFileHandle file, Span<byte> into, long at)
     {
-        int got = RandomAccess.Read(origin, into, offset);
+        int got = RandomAccess.Read(file, into, at);
         if (got < into.Length)
             into[Math.Max(0, got)..].Clear();
     }
