@@ -194,7 +194,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
                 break;
             if (run.Zero)
                 AddZero(offset + run.At, run.Length, discard: false);
-            else if (run.PackedLength < 0 || !TryAddData(offset + run.At, run, ref packing))
+            else if (run.PackedAt < 0 || !TryAddData(offset + run.At, run, ref packing))
                 break;
             consumed = run.At + run.Length;
         }
@@ -220,7 +220,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
     /// <summary>
     /// Compresses and hashes every data piece, each into its own region of the frame's buffers
     /// (a region as large as the piece could compress to), the pieces on several threads. A piece
-    /// whose region does not fit is left unprepared (<see cref="Run.PackedLength"/> -1): the frame ends before it.
+    /// whose region does not fit is left unprepared (<see cref="Run.PackedAt"/> -1): the frame ends before it.
     /// </summary>
     private void PreparePieces(Packing packing)
     {
@@ -234,7 +234,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
             int hashBytes = BlockHashes.Count(run.Length, _block) * WireProtocol.HashSize;
             if (_packed.Length - region < bound || _hashes.Length - hashes < hashBytes)
                 break;
-            _runs[r] = run with { PackedAt = region, PackedLength = 0, HashesAt = hashes, HashBytes = hashBytes };
+            _runs[r] = run with { PackedAt = region, PackedBound = bound, HashesAt = hashes, HashBytes = hashBytes };
             region += bound;
             hashes += hashBytes;
             prepared++;
@@ -256,7 +256,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
         if (run.Zero || run.PackedAt < 0)
             return;
         var data = _read.AsSpan(run.At, run.Length);
-        int packed = z.Compress(data, _packed.AsSpan(run.PackedAt, ZstdCompressor.MaxCompressedLength(run.Length)));
+        int packed = z.Compress(data, _packed.AsSpan(run.PackedAt, run.PackedBound));
         BlockHashes.Compute(data, _block, _hashes.AsSpan(run.HashesAt, run.HashBytes));
         _runs[r] = run with { PackedLength = packed };
     }
@@ -274,7 +274,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
         var hashes = _hashes.AsMemory(run.HashesAt, run.HashBytes);
         _source.Hashes.Set(offset / _block, hashes.Span);
         _extents.Add(WireExtent.Data(offset, run.Length, _packed.AsMemory(run.PackedAt, run.PackedLength), hashes));
-        packing = new Packing(packing.Data + run.Length, run.PackedAt + ZstdCompressor.MaxCompressedLength(run.Length),
+        packing = new Packing(packing.Data + run.Length, run.PackedAt + run.PackedBound,
             packing.Packed + run.PackedLength, run.HashesAt + run.HashBytes);
         return true;
     }
@@ -299,8 +299,9 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
     private readonly record struct Packing(int Data, int Region, int Packed, int Hashes);
 
     /// <summary>
-    /// A run of a chunk from byte <see cref="At"/>: all zeros, or data prepared at
-    /// <see cref="PackedAt"/> (-1: not prepared) with its hashes at <see cref="HashesAt"/>.
+    /// A run of a chunk from byte <see cref="At"/>: all zeros, or data given the region at
+    /// <see cref="PackedAt"/> (-1: none, not prepared) of <see cref="PackedBound"/> bytes, which it
+    /// fills with <see cref="PackedLength"/>, and its hashes at <see cref="HashesAt"/>.
     /// </summary>
-    private readonly record struct Run(int At, int Length, bool Zero, int PackedAt = -1, int PackedLength = -1, int HashesAt = 0, int HashBytes = 0);
+    private readonly record struct Run(int At, int Length, bool Zero, int PackedAt = -1, int PackedBound = 0, int PackedLength = 0, int HashesAt = 0, int HashBytes = 0);
 }

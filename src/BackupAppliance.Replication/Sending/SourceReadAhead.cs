@@ -51,26 +51,26 @@ internal sealed class SourceReadAhead : IAsyncDisposable
                 if (_current is not null && offset >= _current.Offset)
                     continue;
             }
-            // Behind the windows, past them, or in a gap between them: start again from here.
-            int i = DataFrameBuilder.FirstEndingAfter(_source.Ranges, offset);
-            if (i >= _source.Ranges.Count || _source.Ranges[i].Offset > offset || _source.Ranges[i].Kind != SourceRangeKind.Data)
+            var ranges = _source.Ranges;
+            int i = DataFrameBuilder.FirstEndingAfter(ranges, offset);
+            bool inData = i < ranges.Count && ranges[i].Offset <= offset && ranges[i].Kind == SourceRangeKind.Data;
+            if (!inData)
             {
-                int n = (int)Math.Min(destination.Length, i < _source.Ranges.Count && _source.Ranges[i].Offset > offset
-                    ? _source.Ranges[i].Offset - offset : destination.Length);
+                // Outside every data range: straight from the source, up to the next range.
+                long upTo = i < ranges.Count && ranges[i].Offset > offset ? ranges[i].Offset : long.MaxValue;
+                int n = (int)Math.Min(destination.Length, upTo - offset);
                 await _source.ReadAsync(offset, destination[..n], cancellationToken).ConfigureAwait(false);
                 destination = destination[n..];
                 offset += n;
                 continue;
             }
+            // In a data range the windows do not hold (behind them, or past their end): read ahead from here.
             await RestartAsync(offset).ConfigureAwait(false);
             _current = await NextWindowAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync().ConfigureAwait(false);
-    }
+    public ValueTask DisposeAsync() => StopAsync();
 
     private async ValueTask<Window?> NextWindowAsync(CancellationToken cancellationToken)
     {
