@@ -40,6 +40,36 @@ public interface IBlockVolume
     ValueTask WriteStreamingAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
         WriteAsync(offset, data, fua: false, cancellationToken);
 
+    /// <summary>
+    /// A streaming read of several ranges at once, into <paramref name="buffer"/> one after the other
+    /// (its length is their sum): a volume may read ranges that lie side by side on its disk with
+    /// one request (a backup reading scattered changed blocks).
+    /// </summary>
+    async ValueTask ReadStreamingAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        int at = 0;
+        foreach (var r in ranges)
+        {
+            await ReadStreamingAsync(r.Offset, buffer.Slice(at, r.Length), cancellationToken).ConfigureAwait(false);
+            at += r.Length;
+        }
+    }
+
+    /// <summary>
+    /// A streaming write of several ranges at once, from <paramref name="data"/> one after the other
+    /// (its length is their sum): a volume may place new blocks side by side and write them with one
+    /// request (a replica applying scattered changed blocks).
+    /// </summary>
+    async ValueTask WriteStreamingAsync(IReadOnlyList<VolumeRange> ranges, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        int at = 0;
+        foreach (var r in ranges)
+        {
+            await WriteStreamingAsync(r.Offset, data.Slice(at, r.Length), cancellationToken).ConfigureAwait(false);
+            at += r.Length;
+        }
+    }
+
     /// <summary>Unmaps whole blocks inside the range (partial blocks at the edges are left alone); they read as zeroes.</summary>
     ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken);
 

@@ -35,6 +35,9 @@ public sealed class EraTrackedVolume : IBlockVolume
     public ValueTask ReadStreamingAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
         _inner.ReadStreamingAsync(offset, buffer, cancellationToken);
 
+    public ValueTask ReadStreamingAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken) =>
+        _inner.ReadStreamingAsync(ranges, buffer, cancellationToken);
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (data.Length == 0)

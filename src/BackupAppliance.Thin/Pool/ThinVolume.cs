@@ -46,6 +46,20 @@ public sealed class ThinVolume : IBlockVolume
         return _pool.WriteAsync(_entry, offset, data, fua: false, streaming: true, cancellationToken);
     }
 
+    /// <summary>Reads several ranges with one hold of the pool's lock; pieces side by side in the data file are read with one call.</summary>
+    public ValueTask ReadStreamingAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        CheckRanges(ranges, buffer.Length);
+        return _pool.ReadAsync(_entry, ranges, buffer, streaming: true, cancellationToken);
+    }
+
+    /// <summary>Writes several ranges as one batch of new blocks; blocks allocated side by side are filled with one call.</summary>
+    public ValueTask WriteStreamingAsync(IReadOnlyList<VolumeRange> ranges, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        CheckRanges(ranges, data.Length);
+        return _pool.WriteAsync(_entry, ranges, data, cancellationToken);
+    }
+
     public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken)
     {
         CheckRange(offset, length);
@@ -72,5 +86,14 @@ public sealed class ThinVolume : IBlockVolume
     {
         if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
             throw new VolumeException(VolumeError.InvalidArgument, $"range {offset}+{length} is outside volume {Name} ({Size} bytes)");
+    }
+
+    private void CheckRanges(IReadOnlyList<VolumeRange> ranges, int bufferLength)
+    {
+        foreach (var r in ranges)
+            CheckRange(r.Offset, r.Length);
+        long total = VolumeRange.TotalLength(ranges);
+        if (total != bufferLength)
+            throw new VolumeException(VolumeError.InvalidArgument, $"{ranges.Count} ranges of volume {Name} cover {total} bytes, but the buffer holds {bufferLength}");
     }
 }
