@@ -1,3 +1,4 @@
+using BackupAppliance.Core;
 using BackupAppliance.Replication.Integrity;
 using BackupAppliance.Replication.Receiving;
 using BackupAppliance.Replication.Wire;
@@ -38,13 +39,39 @@ internal sealed class StagedPoint : IStagedPoint
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, ReadOnlyMemory<byte> blockHashes, CancellationToken cancellationToken)
     {
         ThrowIfClosed();
-        CheckExtent(offset, data.Length);
-        int blocks = BlockHashes.Count(data.Length, _blockSize);
-        if (blockHashes.Length != blocks * WireProtocol.HashSize)
-            throw Invalid($"{data.Length} bytes at {offset} are {blocks} blocks and need {blocks * WireProtocol.HashSize} bytes of hashes, not {blockHashes.Length}");
+        CheckWrite(offset, data.Length, blockHashes.Length);
         await Volume.WriteStreamingAsync(offset, data, cancellationToken).ConfigureAwait(false);
         Table.Set(offset / _blockSize, blockHashes.Span);
         _changes++;
+    }
+
+    /// <summary>The extents' new blocks go into the pool as one batch: side by side, written together.</summary>
+    public async ValueTask WriteAsync(IReadOnlyList<StagedWrite> extents, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        ThrowIfClosed();
+        var ranges = new VolumeRange[extents.Count];
+        long total = 0;
+        for (int i = 0; i < extents.Count; i++)
+        {
+            var e = extents[i];
+            CheckWrite(e.Offset, e.Length, e.BlockHashes.Length);
+            ranges[i] = new VolumeRange(e.Offset, e.Length);
+            total += e.Length;
+        }
+        if (total != data.Length)
+            throw Invalid($"{extents.Count} extents cover {total} bytes, but {data.Length} bytes of data came with them");
+        await Volume.WriteStreamingAsync(ranges, data, cancellationToken).ConfigureAwait(false);
+        foreach (var e in extents)
+            Table.Set(e.Offset / _blockSize, e.BlockHashes.Span);
+        _changes++;
+    }
+
+    private void CheckWrite(long offset, int length, int hashBytes)
+    {
+        CheckExtent(offset, length);
+        int blocks = BlockHashes.Count(length, _blockSize);
+        if (hashBytes != blocks * WireProtocol.HashSize)
+            throw Invalid($"{length} bytes at {offset} are {blocks} blocks and need {blocks * WireProtocol.HashSize} bytes of hashes, not {hashBytes}");
     }
 
     public async ValueTask ZeroAsync(long offset, long length, bool discard, CancellationToken cancellationToken)

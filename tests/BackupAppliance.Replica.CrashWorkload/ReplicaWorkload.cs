@@ -125,19 +125,32 @@ public sealed class ReplicaWorkload
         for (int f = (int)staged.State.DurableSequence; f < Math.Min(frames, lastFrame ?? frames); f++)
         {
             long end = 0;
+            // Even frames write their data extents with one gathered write, as the receiver does;
+            // odd ones one extent at a time.
+            bool gathered = f % 2 == 0;
+            var writes = new List<StagedWrite>();
+            var data = new List<byte>();
             foreach (var e in extents.Skip(f * FrameExtents).Take(FrameExtents))
             {
                 if (e.Data is { } d)
                 {
                     var hashes = new byte[BlockHashes.Count(d.Length, BlockSize) * WireProtocol.HashSize];
                     BlockHashes.Compute(d, BlockSize, hashes);
-                    await staged.WriteAsync(e.Offset, d, hashes, CancellationToken.None);
+                    if (gathered)
+                    {
+                        writes.Add(new StagedWrite(e.Offset, d.Length, hashes));
+                        data.AddRange(d);
+                    }
+                    else
+                        await staged.WriteAsync(e.Offset, d, hashes, CancellationToken.None);
                     changed += d.Length;
                 }
                 else
                     await staged.ZeroAsync(e.Offset, e.Length, e.Kind == ExtentKind.Discard, CancellationToken.None);
                 end = e.Offset + e.Length;
             }
+            if (writes.Count > 0)
+                await staged.WriteAsync(writes, data.ToArray(), CancellationToken.None);
             if (makeDurable)
                 await staged.MakeDurableAsync((ulong)f + 1, end, changed, CancellationToken.None);
         }

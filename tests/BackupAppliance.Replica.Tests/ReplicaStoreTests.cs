@@ -273,6 +273,9 @@ public sealed class ReplicaStoreTests
         await Invalid(() => staged.WriteAsync(100, new byte[4096], hash, default).AsTask(), "not aligned");
         await Invalid(() => staged.WriteAsync(w.Size, new byte[4096], hash, default).AsTask(), "outside the image");
         await Invalid(() => staged.WriteAsync(0, new byte[8192], hash, default).AsTask(), "need 64 bytes of hashes");
+        await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(8192, 4096, hash)], new byte[4096], default).AsTask(), "2 extents cover 8192 bytes, but 4096 bytes of data");
+        await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(8192, 8192, hash)], new byte[12288], default).AsTask(), "need 64 bytes of hashes");
+        await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(w.Size, 4096, hash)], new byte[8192], default).AsTask(), "outside the image");
         await Invalid(() => staged.ZeroAsync(4096, 100, true, default).AsTask(), "not aligned");
         await staged.MakeDurableAsync(3, 8192, 10, default);
         await Invalid(() => staged.MakeDurableAsync(2, 8192, 10, default).AsTask(), "cannot go back");

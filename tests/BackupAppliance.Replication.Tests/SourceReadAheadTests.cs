@@ -64,6 +64,24 @@ public sealed class SourceReadAheadTests : IDisposable
     }
 
     [Fact]
+    public async Task AWindowGathersScatteredRangesIntoOneRead()
+    {
+        // Sixteen one-block data ranges, each followed by an unchanged block: windows of four blocks
+        // hold four ranges each, read with one call.
+        var image = SampleData.Random(32 * Block, 6);
+        var ranges = Enumerable.Range(0, 16).Select(i => new SourceRange(2L * i * Block, Block, SourceRangeKind.Data)).ToList();
+        var source = new RecordingSource(image, ranges, BlockHashTable.Create(_scratch.File("hashes-gather.bin"), image.Length, Block, null));
+        await using (var ahead = new SourceReadAhead(source, 4 * Block, depth: 8))
+        {
+            foreach (var r in ranges)
+                await AssertReadsAsync(ahead, image, r.Offset, Block);
+        }
+        var reads = source.Reads;
+        Assert.Equal([0L, 8L * Block, 16L * Block, 24L * Block], reads.Select(r => r.Offset));
+        Assert.All(reads, r => Assert.Equal(4 * Block, r.Buffer.Length));
+    }
+
+    [Fact]
     public async Task ASourceFailureReachesTheReader()
     {
         var (source, image) = Source(seed: 5);
@@ -133,6 +151,22 @@ public sealed class SourceReadAheadTests : IDisposable
             if (FailAt >= offset && FailAt < offset + buffer.Length)
                 throw new IOException($"read at {offset} failed");
             image.AsSpan((int)offset, buffer.Length).CopyTo(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        /// <summary>One record for the whole gathered read (at its first range).</summary>
+        public ValueTask ReadAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            lock (_reads)
+                _reads.Add((ranges[0].Offset, buffer));
+            int at = 0;
+            foreach (var r in ranges)
+            {
+                if (FailAt >= r.Offset && FailAt < r.End)
+                    throw new IOException($"read at {r.Offset} failed");
+                image.AsSpan((int)r.Offset, r.Length).CopyTo(buffer.Span[at..]);
+                at += r.Length;
+            }
             return ValueTask.CompletedTask;
         }
     }

@@ -18,6 +18,21 @@ public interface IStagedPoint : IAsyncDisposable
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, ReadOnlyMemory<byte> blockHashes, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Writes several extents at once (a data frame's), their bytes one after the other in
+    /// <paramref name="data"/>: a store may place and write their new blocks together. Each extent
+    /// obeys the rules of the single write.
+    /// </summary>
+    async ValueTask WriteAsync(IReadOnlyList<StagedWrite> extents, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        int at = 0;
+        foreach (var e in extents)
+        {
+            await WriteAsync(e.Offset, data.Slice(at, e.Length), e.BlockHashes, cancellationToken).ConfigureAwait(false);
+            at += e.Length;
+        }
+    }
+
+    /// <summary>
     /// Makes the range read as zeros and records the zero hash for its blocks; with
     /// <paramref name="discard"/> the replica unmaps what it can (the source discarded the range).
     /// </summary>

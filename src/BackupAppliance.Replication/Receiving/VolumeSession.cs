@@ -27,6 +27,7 @@ internal sealed class VolumeSession : IAsyncDisposable
     private readonly ReceiverCounters _counters;
     private readonly FrameEncoder _encoder = new();
     private readonly ZstdDecompressor _zstd = new();
+    private readonly List<StagedWrite> _writes = [];
     /// <summary>A frame's data, decompressed: aligned, so the store may write it past the page cache.</summary>
     private readonly AlignedBufferPool _frameData = new(WireProtocol.MaxFrameData, keep: 1);
 
@@ -196,18 +197,25 @@ internal sealed class VolumeSession : IAsyncDisposable
         {
             var buffer = frameData.Memory;
             Verify(frame, request, buffer.Span);
+            // The data extents go as one write (their bytes lie one after the other in the buffer),
+            // so the store can place their new blocks side by side; extents never overlap, so the
+            // zero and discard extents may follow.
+            _writes.Clear();
             int at = 0;
             foreach (var e in frame.Extents)
             {
                 if (e.Kind == ExtentKind.Data)
                 {
-                    await _staged!.WriteAsync(e.Offset, buffer.Slice(at, (int)e.Length), e.Hashes, cancellationToken);
+                    _writes.Add(new StagedWrite(e.Offset, (int)e.Length, e.Hashes));
                     at += (int)e.Length;
                 }
-                else
-                {
+            }
+            if (_writes.Count > 0)
+                await _staged!.WriteAsync(_writes, buffer[..at], cancellationToken);
+            foreach (var e in frame.Extents)
+            {
+                if (e.Kind != ExtentKind.Data)
                     await _staged!.ZeroAsync(e.Offset, e.Length, e.Kind == ExtentKind.Discard, cancellationToken);
-                }
             }
         }
         _applied = sequence;

@@ -1,3 +1,4 @@
+using BackupAppliance.Core;
 using BackupAppliance.Replication.Integrity;
 
 namespace BackupAppliance.Replication.Sending;
@@ -28,6 +29,20 @@ public interface IBackupSource
 
     /// <summary>Reads the frozen image.</summary>
     ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Reads several ranges of the frozen image into <paramref name="buffer"/>, one after the other:
+    /// a source may serve ranges that lie side by side on its disk with one read.
+    /// </summary>
+    async ValueTask ReadAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        int at = 0;
+        foreach (var r in ranges)
+        {
+            await ReadAsync(r.Offset, buffer.Slice(at, r.Length), cancellationToken).ConfigureAwait(false);
+            at += r.Length;
+        }
+    }
 }
 
 /// <summary>How a changed range is sent.</summary>

@@ -6,10 +6,12 @@ namespace BackupAppliance.Replication.Sending;
 /// <summary>
 /// Reads a backup source's data ranges ahead of the frame builder, on a task of its own, so the
 /// disk works while the builder compresses and hashes: windows of at most <c>window</c> bytes, in
-/// image order, at most <c>depth</c> of them waiting (memory stays bounded). Windows are aligned
-/// buffers, so a source that reads with direct I/O can read into them. A read the windows do not
-/// cover (one going backwards, after a resend) restarts reading ahead from there; a read outside
-/// every data range goes to the source itself. One reader at a time.
+/// image order, at most <c>depth</c> of them waiting (memory stays bounded). A window gathers the
+/// data ranges that follow one another in the change set (scattered changed blocks) and reads them
+/// with one call, which the source may serve with fewer, larger reads. Windows are aligned buffers,
+/// so a source that reads with direct I/O can read into them. A read the windows do not cover (one
+/// going backwards, after a resend) restarts reading ahead from there; a read outside every data
+/// range goes to the source itself. One reader at a time.
 /// </summary>
 internal sealed class SourceReadAhead : IAsyncDisposable
 {
@@ -35,20 +37,20 @@ internal sealed class SourceReadAhead : IAsyncDisposable
     {
         while (destination.Length > 0)
         {
-            if (_current is { } w && offset >= w.Offset && offset < w.End)
+            if (_current is { } w && w.Find(offset) is { } found)
             {
-                int n = (int)Math.Min(destination.Length, w.End - offset);
-                w.Buffer.Memory.Slice((int)(offset - w.Offset), n).CopyTo(destination);
+                int n = (int)Math.Min(destination.Length, found.Available);
+                w.Buffer.Memory.Slice(found.At, n).CopyTo(destination);
                 destination = destination[n..];
                 offset += n;
                 continue;
             }
-            if (_current is { } passed && offset >= passed.Offset)
+            if (_current is { } passed && offset >= passed.End)
             {
                 _current = null;
                 Release(passed);
                 _current = await NextWindowAsync(cancellationToken).ConfigureAwait(false);
-                if (_current is not null && offset >= _current.Offset)
+                if (_current is not null && offset >= _current.Pieces[0].Offset)
                     continue;
             }
             var ranges = _source.Ranges;
@@ -98,27 +100,42 @@ internal sealed class SourceReadAhead : IAsyncDisposable
         try
         {
             var ranges = _source.Ranges;
-            for (int i = DataFrameBuilder.FirstEndingAfter(ranges, from); i < ranges.Count; i++)
+            int i = DataFrameBuilder.FirstEndingAfter(ranges, from);
+            long at = i < ranges.Count ? Math.Max(ranges[i].Offset, from) : 0;
+            while (true)
             {
-                var r = ranges[i];
-                if (r.Kind != SourceRangeKind.Data)
-                    continue;
-                for (long at = Math.Max(r.Offset, from); at < r.End;)
+                // Gather the data ranges from (i, at) on until the window is full.
+                var buffer = _buffers.Rent();
+                var pieces = new List<VolumeRange>();
+                int filled = 0;
+                for (; i < ranges.Count && filled < buffer.Length; i++)
                 {
-                    var buffer = _buffers.Rent();
-                    int n = (int)Math.Min(buffer.Length, r.End - at);
-                    var w = new Window(at, n, buffer);
-                    try
-                    {
-                        await _source.ReadAsync(at, buffer.Memory[..n], cancellationToken).ConfigureAwait(false);
-                        await windows.WriteAsync(w, cancellationToken).ConfigureAwait(false);
-                    }
-                    catch
-                    {
-                        buffer.Dispose();
-                        throw;
-                    }
+                    var r = ranges[i];
+                    if (r.Kind != SourceRangeKind.Data)
+                        continue;
+                    at = Math.Max(at, r.Offset);
+                    int n = (int)Math.Min(buffer.Length - filled, r.End - at);
+                    pieces.Add(new VolumeRange(at, n));
+                    filled += n;
                     at += n;
+                    if (at < r.End)
+                        break; // the window is full inside this range: the next one goes on from at
+                }
+                if (pieces.Count == 0)
+                {
+                    buffer.Dispose();
+                    break;
+                }
+                var w = new Window(pieces, buffer);
+                try
+                {
+                    await _source.ReadAsync(pieces, buffer.Memory[..filled], cancellationToken).ConfigureAwait(false);
+                    await windows.WriteAsync(w, cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    buffer.Dispose();
+                    throw;
                 }
             }
             windows.TryComplete();
@@ -149,8 +166,22 @@ internal sealed class SourceReadAhead : IAsyncDisposable
 
     private static void Release(Window w) => w.Buffer.Dispose();
 
-    private sealed record Window(long Offset, int Length, AlignedBuffer Buffer)
+    /// <summary>Pieces of data ranges, ascending, their bytes one after the other in the buffer.</summary>
+    private sealed record Window(List<VolumeRange> Pieces, AlignedBuffer Buffer)
     {
-        public long End => Offset + Length;
+        public long End => Pieces[^1].End;
+
+        /// <summary>Where <paramref name="offset"/>'s byte is in the buffer and how many follow it in its piece; null when no piece holds it.</summary>
+        public (int At, long Available)? Find(long offset)
+        {
+            int at = 0;
+            foreach (var p in Pieces)
+            {
+                if (offset >= p.Offset && offset < p.End)
+                    return (at + (int)(offset - p.Offset), p.End - offset);
+                at += p.Length;
+            }
+            return null;
+        }
     }
 }
