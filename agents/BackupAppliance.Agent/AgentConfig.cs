@@ -13,7 +13,7 @@ public sealed record AgentConfig : IValidatedConfig
 {
     /// <summary>This host's name in NATS subjects: 1 to 64 letters, digits, '-' or '_'.</summary>
     public required string Agent { get; init; }
-    public NatsSection Nats { get; init; } = new();
+    public NatsSection Nats { get; set; } = new();
     /// <summary>The agent's pool folder (made with <c>bapp pool create</c>).</summary>
     public required string Pool { get; init; }
     /// <summary>Where the agent keeps each volume's backup base; default <c>POOL/agent</c>.</summary>
@@ -21,21 +21,21 @@ public sealed record AgentConfig : IValidatedConfig
     /// <summary>The control socket `bapp backup now` talks to; default <c>STATE_DIR/agent.sock</c>.</summary>
     public string? ControlSocket { get; init; }
     /// <summary>TCP address:port the pool's volumes are served on over NBD, or "none".</summary>
-    public string NbdListen { get; init; } = "127.0.0.1:10809";
+    public string NbdListen { get; set; } = "127.0.0.1:10809";
     /// <summary>A Unix socket to serve NBD on as well (optional).</summary>
     public string? NbdUnix { get; init; }
     /// <summary>The volumes this agent backs up.</summary>
-    public List<AgentVolumeConfig> Volumes { get; init; } = new();
+    public List<AgentVolumeConfig> Volumes { get; set; } = new();
     /// <summary>zstd level of data payloads (1 fastest … 19).</summary>
-    public int ZstdLevel { get; init; } = 3;
+    public int ZstdLevel { get; set; } = 3;
     /// <summary>Threads compressing and hashing a backup's data at once; 0: the processor count, at most 4.</summary>
     public int CompressionThreads { get; init; }
     /// <summary>When the receiver's latest point is not this agent's base: start a full backup (true) or fail (false).</summary>
     public bool FullBackupOnBaseMismatch { get; init; }
     /// <summary>How long the sender waits for an answer (begin, ack, credit, commit_ack) before it offers again.</summary>
-    public double ReplyTimeoutSeconds { get; init; } = 10;
+    public double ReplyTimeoutSeconds { get; set; } = 10;
     /// <summary>How long one backup may try (through disconnects and restarts) before it fails; 0: for ever.</summary>
-    public double BackupDeadlineSeconds { get; init; } = 3600;
+    public double BackupDeadlineSeconds { get; set; } = 3600;
 
     /// <summary>The file it was loaded from (paths are resolved against its folder).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -45,7 +45,7 @@ public sealed record AgentConfig : IValidatedConfig
     public string StatePath => StateDir is null ? Path.Combine(PoolPath, "agent") : Resolve(StateDir);
     public string ControlSocketPath => ControlSocket is null ? Path.Combine(StatePath, "agent.sock") : Resolve(ControlSocket);
 
-    public static AgentConfig Load(string path) => ConfigFile.Load<AgentConfig>(path) with { File = Path.GetFullPath(path) };
+    public static AgentConfig Load(string path) => ConfigFile.Load<AgentConfig>(path, AgentConfigJson.Default) with { File = Path.GetFullPath(path) };
 
     public AgentVolumeConfig? FindVolume(string name) => Volumes.Find(v => v.Name == name);
 

@@ -12,22 +12,22 @@ namespace BackupAppliance.Receiver;
 public sealed record ReceiverConfig : IValidatedConfig
 {
     /// <summary>The receiver's name (NATS client name, logs).</summary>
-    public string Name { get; init; } = "receiver";
-    public NatsSection Nats { get; init; } = new();
+    public string Name { get; set; } = "receiver";
+    public NatsSection Nats { get; set; } = new();
     /// <summary>The receiver's store folder (its pool is in POOL/pool); made at first start if missing.</summary>
     public required string Pool { get; init; }
     /// <summary>Data size of the pool when it is made (512, 64K, 10G, 1T…).</summary>
-    public string PoolDataSize { get; init; } = "64G";
+    public string PoolDataSize { get; set; } = "64G";
     /// <summary>Data block size of the pool when it is made (64K to 1G, a power of two).</summary>
-    public string PoolBlockSize { get; init; } = "64K";
+    public string PoolBlockSize { get; set; } = "64K";
     /// <summary>The control socket `bapp backup list` and `bapp restore` use; default <c>POOL/receiver.sock</c>.</summary>
     public string? ControlSocket { get; init; }
     /// <summary>Agents whose backups are kept; null or missing: every agent.</summary>
     public List<string>? Agents { get; init; }
     /// <summary>Data frames (≤ 1 MiB each) an agent may send ahead of the receiver's last durable one.</summary>
-    public int CreditFrames { get; init; } = 16;
+    public int CreditFrames { get; set; } = 16;
     /// <summary>Make received data durable (and acknowledge it) every this many data frames.</summary>
-    public int DurableEveryFrames { get; init; } = 8;
+    public int DurableEveryFrames { get; set; } = 8;
 
     [System.Text.Json.Serialization.JsonIgnore]
     public string? File { get; init; }
@@ -40,7 +40,7 @@ public sealed record ReceiverConfig : IValidatedConfig
     /// <summary>The store's options: which agents it keeps.</summary>
     public ReplicaStoreOptions StoreOptions() => new() { Keep = Agents?.Select(a => new KeptVolume(a)).ToList() };
 
-    public static ReceiverConfig Load(string path) => ConfigFile.Load<ReceiverConfig>(path) with { File = Path.GetFullPath(path) };
+    public static ReceiverConfig Load(string path) => ConfigFile.Load<ReceiverConfig>(path, ReceiverConfigJson.Default) with { File = Path.GetFullPath(path) };
 
     public void Validate(string file)
     {

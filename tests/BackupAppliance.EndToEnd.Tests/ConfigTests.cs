@@ -37,6 +37,36 @@ public sealed class ConfigTests
         Assert.Null(receiver.Agents);
     }
 
+    [Fact]
+    public void OptionsLeftOutTakeTheirDocumentedDefaults()
+    {
+        using var dir = new TempDir();
+        string agentFile = dir.File("agent.json"), receiverFile = dir.File("receiver.json");
+        File.WriteAllText(agentFile, $$"""{ {{AgentBase.TrimEnd().TrimEnd(',')}} }""");
+        File.WriteAllText(receiverFile, """{ "pool": "replica" }""");
+
+        var agent = AgentConfig.Load(agentFile);
+        Assert.Equal(["nats://127.0.0.1:4222"], agent.Nats.Urls);
+        Assert.True(agent.Nats.TlsVerifyServerName);
+        Assert.Equal(0.5, agent.Nats.PingIntervalSeconds);
+        Assert.Equal(2, agent.Nats.MaxPingsOut);
+        Assert.Equal("127.0.0.1:10809", agent.NbdListen);
+        Assert.Equal(3, agent.ZstdLevel);
+        Assert.Equal(0, agent.CompressionThreads);
+        Assert.Equal(10, agent.ReplyTimeoutSeconds);
+        Assert.Equal(3600, agent.BackupDeadlineSeconds);
+        Assert.False(agent.FullBackupOnBaseMismatch);
+        Assert.Equal(Path.Combine(dir.Path, "pool", "agent", "agent.sock"), agent.ControlSocketPath);
+
+        var receiver = ReceiverConfig.Load(receiverFile);
+        Assert.Equal("receiver", receiver.Name);
+        Assert.Equal(["nats://127.0.0.1:4222"], receiver.Nats.Urls);
+        Assert.Equal(64L << 30, receiver.PoolDataBytes);
+        Assert.Equal(64 << 10, receiver.PoolBlockBytes);
+        Assert.Equal(16, receiver.CreditFrames);
+        Assert.Equal(8, receiver.DurableEveryFrames);
+    }
+
     public static TheoryData<string, string, string> BrokenAgentConfigs => new()
     {
         { "zstd level out of range", $$"""{ {{AgentBase}} "zstd_level": 40 }""", "option 'zstd_level': must be 1 to 19 (is 40)" },
