@@ -47,26 +47,35 @@ public static class BackupNowCommand
 
     /// <summary>
     /// Runs a control request whose progress lines carry <c>done</c> and <c>total</c> bytes: live bars
-    /// on a terminal, otherwise a plain line on stderr at most once a second.
+    /// on a terminal, otherwise a plain line on stderr at most once a second (without loading the
+    /// console library: it is the larger part of a short command's start-up when read cold).
     /// </summary>
-    public static async Task<JsonObject> RunWithProgressAsync(TextWriter stderr, string title,
+    public static Task<JsonObject> RunWithProgressAsync(TextWriter stderr, string title,
+        Func<Action<JsonObject>, CancellationToken, Task<JsonObject>> ask, CancellationToken cancellationToken) =>
+        Console.IsErrorRedirected
+            ? RunWithProgressLinesAsync(stderr, title, ask, cancellationToken)
+            : RunWithProgressBarsAsync(stderr, title, ask, cancellationToken);
+
+    private static Task<JsonObject> RunWithProgressLinesAsync(TextWriter stderr, string title,
         Func<Action<JsonObject>, CancellationToken, Task<JsonObject>> ask, CancellationToken cancellationToken)
     {
-        if (Console.IsErrorRedirected)
+        var clock = Stopwatch.StartNew();
+        long lastPrint = -1000;
+        return ask(p =>
         {
-            var clock = Stopwatch.StartNew();
-            long lastPrint = -1000;
-            return await ask(p =>
-            {
-                if (clock.ElapsedMilliseconds - lastPrint < 1000)
-                    return;
-                lastPrint = clock.ElapsedMilliseconds;
-                long done = p["done"]?.GetValue<long>() ?? 0, total = Math.Max(1, p["total"]?.GetValue<long>() ?? 1);
-                double rate = done / Math.Max(0.001, clock.Elapsed.TotalSeconds);
-                string eta = rate > 0 ? $", ETA {TimeSpan.FromSeconds((total - done) / rate):hh\\:mm\\:ss}" : "";
-                stderr.WriteLine($"{title}: {100.0 * done / total:F0}% {ByteSize.Human(done)} of {ByteSize.Human(total)}, {ByteSize.Human((long)rate)}/s{eta}" + (p["phase"] is { } phase ? $" ({phase})" : ""));
-            }, cancellationToken);
-        }
+            if (clock.ElapsedMilliseconds - lastPrint < 1000)
+                return;
+            lastPrint = clock.ElapsedMilliseconds;
+            long done = p["done"]?.GetValue<long>() ?? 0, total = Math.Max(1, p["total"]?.GetValue<long>() ?? 1);
+            double rate = done / Math.Max(0.001, clock.Elapsed.TotalSeconds);
+            string eta = rate > 0 ? $", ETA {TimeSpan.FromSeconds((total - done) / rate):hh\\:mm\\:ss}" : "";
+            stderr.WriteLine($"{title}: {100.0 * done / total:F0}% {ByteSize.Human(done)} of {ByteSize.Human(total)}, {ByteSize.Human((long)rate)}/s{eta}" + (p["phase"] is { } phase ? $" ({phase})" : ""));
+        }, cancellationToken);
+    }
+
+    private static async Task<JsonObject> RunWithProgressBarsAsync(TextWriter stderr, string title,
+        Func<Action<JsonObject>, CancellationToken, Task<JsonObject>> ask, CancellationToken cancellationToken)
+    {
         JsonObject? result = null;
         await ProgressConsole.Create(stderr).Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
