@@ -24,6 +24,8 @@ public static class AgentDaemon
             throw new ConfigException(file, "pool", $"{config.PoolPath} is not a pool (make one with `bapp pool create --pool {config.PoolPath} --data-size SIZE`)");
         await using var pool = TrackedPool.Open(config.PoolPath);
         pool.Pool.Warning += m => log.Warn(m);
+        if (pool.Pool.ReclaimNote is { } reclaimed)
+            log.Warn(reclaimed);
         // Configuration and pool problems are reported at once, not after NATS comes up (which may be never).
         AgentService.CheckVolumes(config, pool);
         await using var transport = await NatsConnect.ConnectAsync(natsOptions, log, cancellationToken).ConfigureAwait(false);

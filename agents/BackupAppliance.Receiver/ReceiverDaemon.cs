@@ -23,6 +23,8 @@ public static class ReceiverDaemon
         await using var store = ReplicaStore.Exists(config.PoolPath)
             ? ReplicaStore.Open(config.PoolPath, config.StoreOptions())
             : Create(config, config.StoreOptions(), log);
+        if (store.PoolReclaimNote is { } reclaimed)
+            log.Warn(reclaimed);
         await using var transport = await NatsConnect.ConnectAsync(natsOptions, log, cancellationToken).ConfigureAwait(false);
         var receiver = new BackupReceiver(transport, store, new ReceiverOptions
         {

@@ -44,6 +44,9 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
     /// <summary>The pool's space and mode.</summary>
     public PoolStatus PoolStatus() => _pool.Status();
 
+    /// <summary>What opening the store's pool reclaimed (thin devices a crash left without a name); null when nothing.</summary>
+    public string? PoolReclaimNote => _pool.ReclaimNote;
+
     /// <summary>Creates a store folder with a new pool of <paramref name="dataSize"/> bytes.</summary>
     public static ReplicaStore Create(string dir, long dataSize, PoolSettings settings, ReplicaStoreOptions? options = null, long? metadataSize = null)
     {

@@ -12,8 +12,9 @@ namespace BackupAppliance.Replica.Tests;
 /// kill -9 of a process that stages and publishes backups in a loop (a full, then increments, each
 /// made durable frame by frame), at random moments, twice per run (the second time it resumes what
 /// the first left). After each kill the reopened store lists only whole points, each equal byte for
-/// byte to its image, thin_check passes, and a staging's progress record never claims more than
-/// what reads back from its volume and its hash table.
+/// byte to its image, thin_check and the pool check pass (no thin device is left without a name),
+/// and a staging's progress record never claims more than what reads back from its volume and its
+/// hash table.
 /// </summary>
 public sealed class ReplicaCrashTests(ITestOutputHelper output)
 {
@@ -54,6 +55,9 @@ public sealed class ReplicaCrashTests(ITestOutputHelper output)
         }
         string pool = Path.Combine(root, "pool");
         ThinCheckPasses(pool, context);
+        // No thin device without a name: an interrupted create or delete was reclaimed at open.
+        var poolCheck = PoolChecker.Check(pool);
+        Assert.True(poolCheck.IsValid, $"{context}: pool check: {string.Join("; ", poolCheck.CatalogueProblems)}");
         if (staging is null)
             return $"{context}: {points} points, no staging";
 

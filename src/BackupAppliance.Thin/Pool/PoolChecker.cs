@@ -39,7 +39,8 @@ public static class PoolChecker
                 if (!devices.Contains(v.DeviceId))
                     problems.Add($"catalogue: volume '{v.Name}' names thin device {v.DeviceId}, which the metadata does not have");
             var named = catalogue.Volumes.Select(v => v.DeviceId).ToHashSet();
-            foreach (ulong d in devices.Where(d => !named.Contains(d)))
+            // A pending device is an interrupted create or delete: the next open reclaims it.
+            foreach (ulong d in devices.Where(d => !named.Contains(d) && !catalogue.Pending.Contains(d)))
                 problems.Add($"metadata: thin device {d} has no volume in the catalogue (an orphan: delete it or add it back)");
             if (settings is not null && reader.Superblock.DataBlockSize * 512L != settings.DataBlockSize)
                 problems.Add($"pool.json says data blocks are {settings.DataBlockSize} bytes, the metadata says {reader.Superblock.DataBlockSize * 512L}");

@@ -158,7 +158,17 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 data.Dispose();
                 throw new InvalidDataException($"data file holds {have} bytes, the metadata needs {need}");
             }
-            return new ThinPool(dir, folderLock, md, data, settings, catalogue, time ?? TimeProvider.System, commitInterval ?? TimeSpan.FromSeconds(1));
+            var pool = new ThinPool(dir, folderLock, md, data, settings, catalogue, time ?? TimeProvider.System, commitInterval ?? TimeSpan.FromSeconds(1));
+            try
+            {
+                pool.Locked(pool.ReclaimPendingDevices);
+            }
+            catch
+            {
+                pool.Dispose();
+                throw;
+            }
+            return pool;
         }
         catch
         {
@@ -212,14 +222,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             RequireWritable();
             if (_catalogue.Find(name) is not null)
                 throw new ArgumentException($"a volume named '{name}' already exists");
-            ulong id = NextDeviceId();
+            ulong id = BeginCreate();
             Guard(() => _md.CreateThin(id));
             CommitLocked();
-            var entry = new VolumeEntry { Name = name, DeviceId = id, Size = size, Origin = origin, Created = _time.GetUtcNow() };
-            _catalogue.Volumes.Add(entry);
-            _catalogue.NextDeviceId = id + 1;
-            _catalogue.Save(_dir);
-            return new ThinVolume(this, entry);
+            return EndCreate(new VolumeEntry { Name = name, DeviceId = id, Size = size, Origin = origin, Created = _time.GetUtcNow() });
         });
     }
 
@@ -250,18 +256,14 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             var origin = _catalogue.Find(name) ?? throw new KeyNotFoundException($"no volume named '{name}'");
             if (_catalogue.Find(snapshotName) is not null)
                 throw new ArgumentException($"a volume named '{snapshotName}' already exists");
-            ulong id = NextDeviceId();
+            ulong id = BeginCreate();
             Guard(() => _md.CreateSnapshot(id, origin.DeviceId));
             CommitLocked();
-            var entry = new VolumeEntry
+            return EndCreate(new VolumeEntry
             {
                 Name = snapshotName, DeviceId = id, Size = origin.Size, ReadOnly = readOnly, SnapshotOf = name,
                 Origin = origin.Origin, Created = _time.GetUtcNow(), ChangeEpoch = changeEpoch,
-            };
-            _catalogue.Volumes.Add(entry);
-            _catalogue.NextDeviceId = id + 1;
-            _catalogue.Save(_dir);
-            return new ThinVolume(this, entry);
+            });
         });
     }
 
@@ -272,21 +274,82 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         {
             RequireWritable();
             var v = _catalogue.Find(name) ?? throw new KeyNotFoundException($"no volume named '{name}'");
-            var blocks = new List<ulong>();
-            _md.VisitMappings(v.DeviceId, leaf =>
-            {
-                for (int i = 0; i < leaf.NrEntries; i++)
-                    blocks.Add(BlockTime.Unpack(leaf.Value64(i)).DataBlock);
-            });
-            Guard(() => _md.DeleteDevice(v.DeviceId));
-            foreach (ulong b in blocks)
-                if (_md.DataBlockRefCount(b) == 0)
-                    _punchAfterCommit.Add(b);
-            // Catalogue first: a crash after it leaves an orphan device (found by pool check), never a name without a device.
+            DeleteDeviceLocked(v.DeviceId);
+            // Catalogue first, with the device pending: a crash after it leaves a device the next
+            // open reclaims, never a name without a device.
             _catalogue.Volumes.Remove(v);
+            _catalogue.Pending.Add(v.DeviceId);
             _catalogue.Save(_dir);
             CommitLocked();
+            _catalogue.Pending.Remove(v.DeviceId); // on disk with the next catalogue write; harmless until then
         });
+    }
+
+    /// <summary>
+    /// Thin devices an interrupted create or delete left behind (a crash between its metadata commit
+    /// and its catalogue write), deleted when this pool was opened, with their unshared blocks freed.
+    /// </summary>
+    public IReadOnlyList<ulong> ReclaimedDevices { get; private set; } = [];
+
+    /// <summary>What opening reclaimed, for the operator's log; null when nothing was.</summary>
+    public string? ReclaimNote => ReclaimedDevices.Count == 0 ? null :
+        $"pool {_dir}: reclaimed thin device{(ReclaimedDevices.Count == 1 ? "" : "s")} {string.Join(", ", ReclaimedDevices)}, left by a create or delete that a crash interrupted (their unshared blocks are free again)";
+
+    /// <summary>Takes a device id and records it as pending on disk, before the metadata knows the device.</summary>
+    private ulong BeginCreate()
+    {
+        ulong id = NextDeviceId();
+        _catalogue.Pending.Add(id);
+        _catalogue.NextDeviceId = id + 1;
+        _catalogue.Save(_dir);
+        return id;
+    }
+
+    /// <summary>Names the created device, and it stops being pending, in one catalogue write.</summary>
+    private ThinVolume EndCreate(VolumeEntry entry)
+    {
+        _catalogue.Volumes.Add(entry);
+        _catalogue.Pending.Remove(entry.DeviceId);
+        _catalogue.Save(_dir);
+        return new ThinVolume(this, entry);
+    }
+
+    /// <summary>Deletes a device from the metadata; the data blocks nobody else maps are punched after the commit.</summary>
+    private void DeleteDeviceLocked(ulong device)
+    {
+        var blocks = new List<ulong>();
+        _md.VisitMappings(device, leaf =>
+        {
+            for (int i = 0; i < leaf.NrEntries; i++)
+                blocks.Add(BlockTime.Unpack(leaf.Value64(i)).DataBlock);
+        });
+        Guard(() => _md.DeleteDevice(device));
+        foreach (ulong b in blocks)
+            if (_md.DataBlockRefCount(b) == 0)
+                _punchAfterCommit.Add(b);
+    }
+
+    /// <summary>
+    /// At open: deletes the pending devices the catalogue does not name (an interrupted create or
+    /// delete), then forgets every pending id. A pool that needs a check is left alone.
+    /// </summary>
+    private void ReclaimPendingDevices()
+    {
+        if (_catalogue.Pending.Count == 0 || _readOnlyReason is not null)
+            return;
+        var reclaimed = new List<ulong>();
+        foreach (ulong id in _catalogue.Pending)
+        {
+            if (_catalogue.Volumes.Exists(v => v.DeviceId == id) || !_md.DeviceExists(id))
+                continue;
+            DeleteDeviceLocked(id);
+            reclaimed.Add(id);
+        }
+        if (reclaimed.Count > 0)
+            CommitLocked();
+        _catalogue.Pending.Clear();
+        _catalogue.Save(_dir);
+        ReclaimedDevices = reclaimed;
     }
 
     /// <summary>
@@ -309,6 +372,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             {
                 Volumes = _catalogue.Volumes.Select(e => ReferenceEquals(e, v) ? renamed : e.SnapshotOf == name ? e with { SnapshotOf = newName } : e).ToList(),
                 NextDeviceId = _catalogue.NextDeviceId,
+                Pending = [.. _catalogue.Pending],
             };
             // The in-memory catalogue changes only once the new one is on disk.
             next.Save(_dir);

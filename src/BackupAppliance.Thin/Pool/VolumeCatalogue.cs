@@ -14,6 +14,13 @@ public sealed class VolumeCatalogue
     public List<VolumeEntry> Volumes { get; init; } = new();
     public ulong NextDeviceId { get; set; }
 
+    /// <summary>
+    /// Thin devices being created or deleted: written before a create changes the metadata and with
+    /// a delete's removal of the volume, so a crash between the metadata commit and the catalogue
+    /// write leaves a device the pool can find and reclaim on open, never one nobody knows of.
+    /// </summary>
+    public List<ulong> Pending { get; init; } = new();
+
     public VolumeEntry? Find(string name) => Volumes.Find(v => v.Name == name);
 
     public static VolumeCatalogue Load(string dir)

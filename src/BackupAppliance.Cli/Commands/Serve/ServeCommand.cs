@@ -30,6 +30,8 @@ public static class ServeCommand
             await using var tracked = TrackedPool.Open(r.GetValue(pool)!, suspendTracking: r.GetValue(suspend));
             var p = tracked.Pool;
             p.Warning += message => stderr.WriteLine($"warning: {message}");
+            if (p.ReclaimNote is { } reclaimed)
+                stderr.WriteLine($"warning: {reclaimed}");
             var server = new NbdServer(new BackupAppliance.Agent.TrackedPoolExports(tracked), new NbdServerOptions
             {
                 TcpEndPoint = endpoint,
