@@ -60,7 +60,9 @@ public static class BappApp
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = Build(stdout, stderr);
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        // The daemons and `serve` handle SIGTERM and SIGINT themselves (stop, commit, exit 0); the
+        // parser's own handler would race them and end the process after a timeout.
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null };
         // No @response files: "@latest" is a restore argument, not a file of arguments to read.
         var parser = new ParserConfiguration { ResponseFileTokenReplacer = null };
         return root.Parse(MetadataSnapArgs.Normalize(args), parser).Invoke(config);

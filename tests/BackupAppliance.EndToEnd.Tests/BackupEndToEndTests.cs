@@ -46,6 +46,7 @@ public sealed class BackupEndToEndTests
         for (int i = 0; i < expected.Count; i++)
             Assert.Equal(expected[i].Sha, rig.Restore(expected[i].Point, $"again-{i}.raw"));
         Assert.Equal(expected[^1].Sha, rig.Restore("latest", "latest.raw"));
+        rig.StopDaemonsCleanly();
     }
 
     /// <summary>

@@ -66,14 +66,17 @@ public sealed class BappProcess : IDisposable
         _p.WaitForExit();
     }
 
-    /// <summary>SIGTERM: commit and exit; killed if it takes longer than 30 s.</summary>
-    public void Stop()
+    /// <summary>SIGTERM: commit and exit; killed if it takes longer than 30 s. Returns the exit code (137 when it had to be killed).</summary>
+    public int Stop()
     {
-        if (_p.HasExited)
-            return;
-        Tool.Run("kill", "-TERM", _p.Id.ToString());
-        if (!_p.WaitForExit(30_000))
-            Kill();
+        if (!_p.HasExited)
+        {
+            Tool.Run("kill", "-TERM", _p.Id.ToString());
+            if (!_p.WaitForExit(30_000))
+                Kill();
+        }
+        _p.WaitForExit(); // stderr drained
+        return _p.ExitCode;
     }
 
     public int ExitCode => _p.ExitCode;

@@ -82,6 +82,20 @@ public sealed class BackupRig : IAsyncDisposable
         _receiver = BappProcess.Start("receiver ", "receiver", "run", "--config", ReceiverConfig);
     }
 
+    /// <summary>
+    /// SIGTERM to both daemons (systemd's stop): each must exit 0 and print no unhandled exception.
+    /// </summary>
+    public void StopDaemonsCleanly()
+    {
+        foreach (var (name, p) in new[] { ("agent", _agent), ("receiver", _receiver) })
+        {
+            if (p is null)
+                continue;
+            int code = p.Stop();
+            Assert.True(code == 0 && !p.Log.Contains("Unhandled exception", StringComparison.Ordinal), $"the {name} after SIGTERM: exit code {code}; stderr:\n{p.Log}");
+        }
+    }
+
     public void KillAgent()
     {
         SaveLog("agent", _agent);
