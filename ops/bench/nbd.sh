@@ -2,7 +2,7 @@
 # `bapp serve` (a thin volume of our pool) against `nbdkit file` (a raw file of the same size), with
 # the same fio client (ioengine=nbd) on 127.0.0.1, in one run; prints each result and the ratio.
 #
-#   ops/bench/nbd.sh [--size SIZE] [--runtime SECONDS] [--prezero-data]
+#   ops/bench/nbd.sh [--size SIZE] [--runtime SECONDS] [--prezero-data] [--only cow]
 #   (defaults: --size 1G, --runtime 15)
 #
 # Setup: a pool (64 KiB blocks) with two volumes of SIZE, `vol` and `cow`, served by `bapp serve`;
@@ -25,6 +25,9 @@
 #   over on `vol` (only the first pass over `cow` can break sharing; `vol` has none to break).
 # Peak RSS: VmHWM of each `bapp serve` process (and of nbdkit) just before it is stopped.
 #
+# --only cow runs only the write-after-a-snapshot part: no nbdkit and no comparison with it (`vol`
+#   and `cow` are still written once first).
+#
 # --prezero-data writes zeroes over the pool's data file and the raw file before anything else (a
 #   diagnosis aid: the data file is then fully allocated, as a dm-thin data device always is).
 #
@@ -39,11 +42,15 @@ bapp="$root/ops/bapp"
 size_arg=1G
 runtime=15
 prezero=0
+only=""
 while (($#)); do
   case $1 in
     --size) size_arg=$2; shift 2 ;;
     --runtime) runtime=$2; shift 2 ;;
     --prezero-data) prezero=1; shift ;;
+    --only)
+      [[ ${2:-} == cow ]] || { echo "nbd.sh: --only takes 'cow' (got '${2:-}')" >&2; exit 2; }
+      only=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "nbd.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -212,24 +219,31 @@ if ((prezero)); then
   dd if=/dev/zero of="$tmp/raw.img" bs=1M count=$((size >> 20)) conv=notrunc status=none
 fi
 
-start_nbdkit
-start_serve
-log "== nbdkit $(nbdkit --version | awk '{ print $2 }') on port $nbdkit_port (pid $nbdkit_pid); bapp serve on port $serve_port (pid $serve_pid)"
+if [[ -z $only ]]; then
+  start_nbdkit
+  start_serve
+  log "== nbdkit $(nbdkit --version | awk '{ print $2 }') on port $nbdkit_port (pid $nbdkit_pid); bapp serve on port $serve_port (pid $serve_pid)"
+else
+  start_serve
+  log "== --only $only: bapp serve on port $serve_port (pid $serve_pid)"
+fi
 
 log "== first write over each whole export (provisions every block)"
-fio_run first-write-nbdkit "$(nbdkit_uri)" "${one_pass[@]}"; res[fill.nbdkit]=$bw_mib
+[[ -n $only ]] || { fio_run first-write-nbdkit "$(nbdkit_uri)" "${one_pass[@]}"; res[fill.nbdkit]=$bw_mib; }
 fio_run first-write-ours "$(ours_uri vol)" "${one_pass[@]}"; res[fill.ours]=$bw_mib
 fio_run first-write-ours-cow "$(ours_uri cow)" "${one_pass[@]}"
 
-log "== against nbdkit"
-fio_run seq-read-nbdkit "$(nbdkit_uri)" "${seq_read[@]}"; res[sr.nbdkit]=$bw_mib
-fio_run seq-read-ours "$(ours_uri vol)" "${seq_read[@]}"; res[sr.ours]=$bw_mib
-fio_run seq-write-nbdkit "$(nbdkit_uri)" "${seq_write[@]}"; res[sw.nbdkit]=$bw_mib
-fio_run seq-write-ours "$(ours_uri vol)" "${seq_write[@]}"; res[sw.ours]=$bw_mib
-fio_run rand-read-nbdkit "$(nbdkit_uri)" "${rand_read[@]}"; res[rr.nbdkit]=$iops
-fio_run rand-read-ours "$(ours_uri vol)" "${rand_read[@]}"; res[rr.ours]=$iops
-fio_run rand-write-nbdkit "$(nbdkit_uri)" "${rand_write[@]}"; res[rw.nbdkit]=$iops
-fio_run rand-write-ours "$(ours_uri vol)" "${rand_write[@]}"; res[rw.ours]=$iops
+if [[ -z $only ]]; then
+  log "== against nbdkit"
+  fio_run seq-read-nbdkit "$(nbdkit_uri)" "${seq_read[@]}"; res[sr.nbdkit]=$bw_mib
+  fio_run seq-read-ours "$(ours_uri vol)" "${seq_read[@]}"; res[sr.ours]=$bw_mib
+  fio_run seq-write-nbdkit "$(nbdkit_uri)" "${seq_write[@]}"; res[sw.nbdkit]=$bw_mib
+  fio_run seq-write-ours "$(ours_uri vol)" "${seq_write[@]}"; res[sw.ours]=$bw_mib
+  fio_run rand-read-nbdkit "$(nbdkit_uri)" "${rand_read[@]}"; res[rr.nbdkit]=$iops
+  fio_run rand-read-ours "$(ours_uri vol)" "${rand_read[@]}"; res[rr.ours]=$iops
+  fio_run rand-write-nbdkit "$(nbdkit_uri)" "${rand_write[@]}"; res[rw.nbdkit]=$iops
+  fio_run rand-write-ours "$(ours_uri vol)" "${rand_write[@]}"; res[rw.ours]=$iops
+fi
 
 log "== write after a snapshot: sequential"
 stop_serve
@@ -248,10 +262,13 @@ fio_run rand-write-after-snapshot "$(ours_uri cow)" --read_iolog="$iolog" "${one
 fio_run rand-write-unshared "$(ours_uri vol)" --read_iolog="$iolog4" "${one_per_block[@]}"; res[rws.unshared]=$iops
 stop_serve
 
-nbdkit_peak=$(peak_rss_kib "$nbdkit_pid")
-kill -TERM "$nbdkit_pid"
-wait "$nbdkit_pid" 2>/dev/null || true
-forget_pid "$nbdkit_pid"
+nbdkit_peak=0
+if [[ -z $only ]]; then
+  nbdkit_peak=$(peak_rss_kib "$nbdkit_pid")
+  kill -TERM "$nbdkit_pid"
+  wait "$nbdkit_pid" 2>/dev/null || true
+  forget_pid "$nbdkit_pid"
+fi
 
 # ------------------------------------------------------------------ summary
 met() { awk -v r="$1" -v g="$2" 'BEGIN { print (r + 0 >= g + 0) ? "yes" : "**no**" }'; }
@@ -271,19 +288,25 @@ echo
 # The commit measured ("+changes" when the work tree differs from it), for the figures' record.
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$root" diff --quiet HEAD -- src 2>/dev/null || commit="$commit+changes"
-echo "commit $commit; size $((size >> 20)) MiB, runtime ${runtime} s + 2 s ramp, $(nproc) cores; nbdkit $(nbdkit --version | awk '{ print $2 }') file plugin, --threads 16; $(fio --version)$( ((prezero)) && echo '; --prezero-data')"
+echo "commit $commit; size $((size >> 20)) MiB, runtime ${runtime} s + 2 s ramp, $(nproc) cores; nbdkit $(nbdkit --version | awk '{ print $2 }') file plugin, --threads 16; $(fio --version)$( ((prezero)) && echo '; --prezero-data')$([[ -n $only ]] && echo "; --only $only")"
 echo
-echo "| test | nbdkit | ours | ours / nbdkit | goal | met |"
-echo "|---|---:|---:|---:|---:|---|"
-row "sequential read, 1 MiB, QD 8" "${res[sr.nbdkit]}" "${res[sr.ours]}" MiB/s 0.9
-row "sequential write, 1 MiB, QD 8" "${res[sw.nbdkit]}" "${res[sw.ours]}" MiB/s 0.9
-row "random read, 4 KiB, QD 32" "${res[rr.nbdkit]}" "${res[rr.ours]}" IOPS 0.7
-row "random write, 4 KiB, QD 32" "${res[rw.nbdkit]}" "${res[rw.ours]}" IOPS 0.7
-row "first write (provisioning), 1 MiB, QD 8, one pass" "${res[fill.nbdkit]}" "${res[fill.ours]}" MiB/s ""
-echo
+if [[ -z $only ]]; then
+  echo "| test | nbdkit | ours | ours / nbdkit | goal | met |"
+  echo "|---|---:|---:|---:|---:|---|"
+  row "sequential read, 1 MiB, QD 8" "${res[sr.nbdkit]}" "${res[sr.ours]}" MiB/s 0.9
+  row "sequential write, 1 MiB, QD 8" "${res[sw.nbdkit]}" "${res[sw.ours]}" MiB/s 0.9
+  row "random read, 4 KiB, QD 32" "${res[rr.nbdkit]}" "${res[rr.ours]}" IOPS 0.7
+  row "random write, 4 KiB, QD 32" "${res[rw.nbdkit]}" "${res[rw.ours]}" IOPS 0.7
+  row "first write (provisioning), 1 MiB, QD 8, one pass" "${res[fill.nbdkit]}" "${res[fill.ours]}" MiB/s ""
+  echo
+fi
 echo "| write after a snapshot (ours) | unshared volume | right after a snapshot | after / unshared | goal | met |"
 echo "|---|---:|---:|---:|---:|---|"
 row "sequential write, 1 MiB, QD 8, one pass" "${res[sws.unshared]}" "${res[sws.snap]}" MiB/s 0.5
 row "random write, 4 KiB, QD 32, one per 64 KiB block" "${res[rws.unshared]}" "${res[rws.snap]}" IOPS 0.5
 echo
-echo "peak RSS (VmHWM): bapp serve $((serve_peaks[0] / 1024)) MiB in the nbdkit comparison, $((peak_max / 1024)) MiB at most over its ${#serve_peaks[@]} runs; nbdkit $((nbdkit_peak / 1024)) MiB"
+if [[ -z $only ]]; then
+  echo "peak RSS (VmHWM): bapp serve $((serve_peaks[0] / 1024)) MiB in the nbdkit comparison, $((peak_max / 1024)) MiB at most over its ${#serve_peaks[@]} runs; nbdkit $((nbdkit_peak / 1024)) MiB"
+else
+  echo "peak RSS (VmHWM): bapp serve $((peak_max / 1024)) MiB at most over its ${#serve_peaks[@]} runs"
+fi

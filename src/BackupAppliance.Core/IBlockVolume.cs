@@ -70,6 +70,20 @@ public interface IBlockVolume
         }
     }
 
+    /// <summary>
+    /// Writes like <see cref="WriteAsync"/>, but may begin before <paramref name="mayLand"/>
+    /// completes: nothing of the write becomes readable or durable before then, and if
+    /// <paramref name="mayLand"/> fails, the write fails with its exception and changes nothing.
+    /// A change tracker passes the commit of the write's mark (dm-era: the mark is durable before
+    /// the write lands), so that a volume which fills new blocks for the write (copy-on-write) fills
+    /// them meanwhile and maps them after. This default waits, then writes.
+    /// </summary>
+    async ValueTask WriteAfterAsync(long offset, ReadOnlyMemory<byte> data, bool fua, Task mayLand, CancellationToken cancellationToken)
+    {
+        await mayLand.ConfigureAwait(false);
+        await WriteAsync(offset, data, fua, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Unmaps whole blocks inside the range (partial blocks at the edges are left alone); they read as zeroes.</summary>
     ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken);
 

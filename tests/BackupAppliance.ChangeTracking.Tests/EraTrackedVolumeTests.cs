@@ -38,6 +38,42 @@ public sealed class EraTrackedVolumeTests
         Assert.Contains(seen[1].Committed, r => r.Item1 <= 8 && r.Item2 >= 10);
     }
 
+    /// <summary>
+    /// Writes into unmarked blocks that one thread starts back to back (an NBD connection's thread
+    /// reading pipelined requests) share mark commits: the commit does not run on the caller's
+    /// thread, which would make each call commit its own mark before returning (one commit per write).
+    /// </summary>
+    [Fact]
+    public async Task WritesStartedBackToBackShareMarkCommits()
+    {
+        const int Writes = 64;
+        using var dir = Tool.TempDir();
+        string eraFile = dir.File("v.era");
+        var inner = new MemoryBlockVolume("v", 2L * Writes * BlockSize, BlockSize);
+        using var tracker = EraTracker.Create(eraFile, BlockSize, inner.Size, new EraTrackerOptions { DigestInterval = TimeSpan.Zero });
+        var v = new EraTrackedVolume(inner, tracker);
+        var writes = new List<Task>();
+        for (int i = 0; i < Writes; i++)
+            writes.Add(v.WriteAsync(2L * i * BlockSize + 512, new byte[] { (byte)(i + 1) }, fua: false, CancellationToken.None).AsTask());
+        await Task.WhenAll(writes);
+        Assert.InRange(tracker.MarkCommits, 1, Writes / 2);
+        // Every mark is on disk, and every write reached the volume.
+        string copy = dir.File("copy.era");
+        File.Copy(eraFile, copy);
+        using (var md = EraMetadata.Open(copy, EraOpenMode.Activate))
+        {
+            var marked = new List<(uint, uint)>();
+            md.WrittenSince(tracker.CurrentEra, (f, e) => marked.Add((f, e)));
+            Assert.Equal(Enumerable.Range(0, Writes).Select(i => ((uint)(2 * i), (uint)(2 * i + 1))), marked);
+        }
+        var one = new byte[1];
+        for (int i = 0; i < Writes; i++)
+        {
+            await inner.ReadAsync(2L * i * BlockSize + 512, one, CancellationToken.None);
+            Assert.Equal((byte)(i + 1), one[0]);
+        }
+    }
+
     [Fact]
     public async Task DiscardsAndZeroingMarkOnlyBlocksWhoseContentTheyChange()
     {

@@ -60,6 +60,59 @@ public class CopyOnWriteConcurrencyTests
         Oracle.AssertCheckPasses(Path.Combine(path, ThinPool.MetadataFile), "after concurrent copies");
     }
 
+    /// <summary>
+    /// A write given a task to land after (a change tracker's mark commit): its new blocks are
+    /// allocated and filled meanwhile, but neither they nor an overwrite in place can be read before
+    /// the task completes; if the task fails, the write fails with its exception, changes nothing
+    /// and gives its new block back.
+    /// </summary>
+    [Fact]
+    public async Task WritesLandOnlyAfterTheTaskTheyAreGiven()
+    {
+        using var dir = Tool.TempDir();
+        string path = dir.File("pool");
+        var old = Bytes(4 * Bs, 7);
+        await using (var pool = ThinPool.Create(path, 64L * Bs, new PoolSettings()))
+        {
+            var v = pool.CreateVolume("v", 4L * Bs);
+            await v.WriteAsync(0, old, false, default);
+            pool.Snapshot("v", "s");
+            var expected = (byte[])old.Clone();
+            var unshared = Bytes(Bs, 8);
+            await v.WriteAsync(3L * Bs, unshared, false, default); // block 3: its own now, overwritten in place below
+            unshared.CopyTo(expected, 3 * Bs);
+            ulong used = pool.Status().DataBlocksUsed;
+
+            // Block 1 breaks sharing; block 3 in place; one write across blocks 2 (shared) and 3.
+            var land = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var writes = new (long Offset, byte[] Data)[] { (Bs + 100, Bytes(4096, 9)), (3L * Bs + 200, Bytes(4096, 10)), (3L * Bs - 300, Bytes(400, 11)) };
+            var pending = writes.Select(w => v.WriteAfterAsync(w.Offset, w.Data, false, land.Task, default).AsTask()).ToList();
+            Assert.All(pending, t => Assert.False(t.IsCompleted, "a write completed before the task it lands after"));
+            Assert.Equal(expected, await Read(v, 0, expected.Length));
+            land.SetResult();
+            await Task.WhenAll(pending);
+            foreach (var (offset, data) in writes)
+                data.CopyTo(expected, offset);
+            Assert.Equal(expected, await Read(v, 0, expected.Length));
+            Assert.Equal(old, await Read(pool.OpenVolume("s"), 0, old.Length));
+            Assert.Equal(used + 2, pool.Status().DataBlocksUsed);
+
+            // The task fails: a write breaking sharing (block 0) and one in place (block 3) fail with its exception.
+            var fail = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var doomed = new[] { (50L, Bytes(4096, 12)), (3L * Bs + 8000, Bytes(4096, 13)) }
+                .Select(w => v.WriteAfterAsync(w.Item1, w.Item2, false, fail.Task, default).AsTask()).ToList();
+            fail.SetException(new VolumeException(VolumeError.IoError, "the mark could not be committed"));
+            foreach (var t in doomed)
+                Assert.Contains("the mark could not be committed", (await Assert.ThrowsAsync<VolumeException>(() => t)).Message);
+            Assert.Equal(expected, await Read(v, 0, expected.Length));
+            Assert.Equal(used + 2, pool.Status().DataBlocksUsed);
+            await v.FlushAsync(default);
+        }
+        var report = ThinChecker.Check(Path.Combine(path, ThinPool.MetadataFile), metadataSnap: false);
+        Assert.True(report.IsValid, string.Join("\n", report.Problems.Select(p => p.Message)));
+        Oracle.AssertCheckPasses(Path.Combine(path, ThinPool.MetadataFile), "after writes that landed after a task");
+    }
+
     [Fact]
     public async Task CommitsWhileCopiesRunRecordOnlyMappedBlocks()
     {

@@ -48,6 +48,55 @@ public class StreamingIoTests
         Assert.True(PageCache.CachedPages(data) > cachedBefore, "an unaligned read goes through the page cache");
     }
 
+    /// <summary>
+    /// A write into part of a shared block copies the rest of the old block: from the page cache
+    /// when the old block is cached there, past it (direct I/O) when none of it is, so an uncached
+    /// copy takes no page-cache memory. Either way the new block holds the old bytes around the
+    /// write's, and the snapshot keeps the old block unchanged.
+    /// </summary>
+    [Fact]
+    public async Task PartialWritesBreakingSharingReadUncachedOldBlocksPastThePageCache()
+    {
+        using var dir = Tool.TempDir();
+        string path = dir.File("pool"), data = Path.Combine(path, ThinPool.DataFile);
+        const int blocks = 8;
+        var old = Bytes(blocks * Bs, 6);
+        var expected = (byte[])old.Clone();
+        await using (var pool = ThinPool.Create(path, 64L * Bs, new PoolSettings()))
+        {
+            var v = pool.CreateVolume("v", blocks * Bs);
+            await v.WriteAsync(0, old, false, default);
+            var snapshot = pool.Snapshot("v", "snap");
+            await v.FlushAsync(default);
+            PageCache.Evict(data);
+            // Blocks 4-7 cached again (an ordinary read), blocks 0-3 not.
+            await Read(snapshot, 4L * Bs, 4 * Bs);
+            ulong cachedBefore = PageCache.CachedPages(data);
+            Assert.True(cachedBefore >= 4 * Bs / 4096, $"blocks 4-7 cached ({cachedBefore} pages)");
+
+            for (int b = 0; b < blocks; b++)
+            {
+                // 4 KiB at a different place in each block, at its start, its end or inside it.
+                int at = b % 3 == 0 ? 0 : b % 3 == 1 ? Bs - 4096 : 4096 * b + 100;
+                var piece = Bytes(4096, 100 + b);
+                await v.WriteAsync((long)b * Bs + at, piece, false, default);
+                piece.CopyTo(expected, b * Bs + at);
+            }
+            await v.FlushAsync(default);
+            Assert.Equal(cachedBefore, PageCache.CachedPages(data));
+
+            Assert.Equal(expected, await Read(v, 0, expected.Length));
+            Assert.Equal(old, await Read(snapshot, 0, old.Length));
+            Assert.Equal((ulong)(2 * blocks), pool.Status().DataBlocksUsed);
+        }
+        Oracle.AssertCheckPasses(Path.Combine(path, ThinPool.MetadataFile), "after copies read past the page cache");
+        await using (var pool = ThinPool.Open(path))
+        {
+            Assert.Equal(expected, await Read(pool.OpenVolume("v"), 0, expected.Length));
+            Assert.Equal(old, await Read(pool.OpenVolume("snap"), 0, old.Length));
+        }
+    }
+
     [Fact]
     public async Task StreamingWritesOfWholeNewBlocksGoPastThePageCacheAndSurviveReopening()
     {

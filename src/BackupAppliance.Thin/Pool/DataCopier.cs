@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace BackupAppliance.Thin.Pool;
 
 /// <summary>
@@ -12,9 +10,14 @@ namespace BackupAppliance.Thin.Pool;
 /// </summary>
 internal sealed class DataCopier(int threads) : IDisposable
 {
-    private readonly BlockingCollection<(Action Work, TaskCompletionSource Done)> _queue = new();
+    // A plain monitor, not a BlockingCollection: its SemaphoreSlim spins (sched_yield) before it
+    // sleeps, and with 8 idle copiers on 2 cores that spinning took a fifth of the server's CPU
+    // (measured over NBD, 4 KiB writes breaking sharing: 21–45 sched_yield calls per write).
+    private readonly Queue<(Action Work, TaskCompletionSource Done)> _queue = new();
     private readonly Lock _startLock = new();
     private Thread[]? _threads;
+    private int _idle;
+    private bool _closed;
 
     /// <summary>
     /// Runs <paramref name="work"/> on one of the copier's threads. What awaits the result goes on
@@ -24,7 +27,13 @@ internal sealed class DataCopier(int threads) : IDisposable
     {
         EnsureStarted();
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _queue.Add((work, done));
+        lock (_queue)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            _queue.Enqueue((work, done));
+            if (_idle > 0)
+                Monitor.Pulse(_queue);
+        }
         return done.Task;
     }
 
@@ -48,7 +57,7 @@ internal sealed class DataCopier(int threads) : IDisposable
 
     private void Serve()
     {
-        foreach (var (work, done) in _queue.GetConsumingEnumerable())
+        while (Next() is var (work, done))
         {
             try
             {
@@ -62,15 +71,35 @@ internal sealed class DataCopier(int threads) : IDisposable
         }
     }
 
+    /// <summary>The next piece of work, waiting for one; null once closed and drained.</summary>
+    private (Action Work, TaskCompletionSource Done)? Next()
+    {
+        lock (_queue)
+        {
+            while (_queue.Count == 0)
+            {
+                if (_closed)
+                    return null;
+                _idle++;
+                Monitor.Wait(_queue);
+                _idle--;
+            }
+            return _queue.Dequeue();
+        }
+    }
+
     /// <summary>Lets queued work finish, then ends the threads.</summary>
     public void Dispose()
     {
-        _queue.CompleteAdding();
+        lock (_queue)
+        {
+            _closed = true;
+            Monitor.PulseAll(_queue);
+        }
         lock (_startLock)
         {
             foreach (var thread in _threads ?? [])
                 thread.Join();
         }
-        _queue.Dispose();
     }
 }

@@ -3,7 +3,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace BackupAppliance.Thin.Pool;
 
-/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching holes, preallocation, direct I/O.</summary>
+/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching holes, preallocation, direct I/O, page-cache residency.</summary>
 public static partial class FileSync
 {
     private const int ORdonly = 0, ODirectory = 0x10000;
@@ -27,6 +27,25 @@ public static partial class FileSync
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags, int mode);
+
+    // cachestat(2), Linux 6.5 and later: the generic syscall table's number, the same on x86-64 and arm64.
+    private const long CachestatSyscall = 451;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct CachestatRange
+    {
+        public ulong Offset;
+        public ulong Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Cachestat
+    {
+        public ulong Cache, Dirty, Writeback, Evicted, RecentlyEvicted;
+    }
+
+    [LibraryImport("libc", EntryPoint = "syscall")]
+    private static partial long cachestat(long number, nint fd, ref CachestatRange range, out Cachestat stat, uint flags);
 
     /// <summary>fsync of a folder, so a rename in it is durable.</summary>
     public static void Directory(string dir)
@@ -73,6 +92,29 @@ public static partial class FileSync
         try
         {
             return fallocate(file.DangerousGetHandle(), mode, offset, length) == 0;
+        }
+        finally
+        {
+            if (added)
+                file.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// How many pages of [<paramref name="offset"/>, +<paramref name="length"/>) of a file the page
+    /// cache holds (cachestat(2)); null where the kernel cannot say (before Linux 6.5) or
+    /// <paramref name="length"/> is not positive.
+    /// </summary>
+    public static ulong? CachedPages(SafeFileHandle file, long offset, long length)
+    {
+        if (!OperatingSystem.IsLinux() || length <= 0)
+            return null;
+        var range = new CachestatRange { Offset = (ulong)offset, Length = (ulong)length };
+        bool added = false;
+        file.DangerousAddRef(ref added);
+        try
+        {
+            return cachestat(CachestatSyscall, file.DangerousGetHandle(), ref range, out var stat, 0) == 0 ? stat.Cache : null;
         }
         finally
         {

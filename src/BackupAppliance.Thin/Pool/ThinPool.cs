@@ -552,7 +552,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Why one pass of a write under the lock stopped.</summary>
-    private enum WriteStop { Done, Held, Barrier, NoSpace }
+    private enum WriteStop { Done, Held, Barrier, NoSpace, NotLanded }
 
     /// <summary>
     /// Writes to a volume. A <paramref name="streaming"/> write (data not read back soon: a replica
@@ -560,9 +560,11 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// its memory is aligned: through it, each such block takes new page-cache memory and the kernel's
     /// writeback (measured on the development VM, 1.5 GiB written and synced: 4.7 s of system time
     /// buffered, 0.17 s direct). Durability is the same: the commit flushes the data file first.
+    /// With <paramref name="mayLand"/> (see <see cref="IBlockVolume.WriteAfterAsync"/>), new blocks
+    /// are allocated and filled before it completes and mapped after; nothing is written in place before.
     /// </summary>
-    internal ValueTask WriteAsync(VolumeEntry v, long offset, ReadOnlyMemory<byte> data, bool fua, bool streaming, CancellationToken ct) =>
-        WriteRangesAsync(v, offset, null, data, fua, streaming, ct);
+    internal ValueTask WriteAsync(VolumeEntry v, long offset, ReadOnlyMemory<byte> data, bool fua, bool streaming, Task? mayLand, CancellationToken ct) =>
+        WriteRangesAsync(v, offset, null, data, fua, streaming, mayLand, ct);
 
     /// <summary>
     /// A streaming write of several ranges, from <paramref name="data"/> one after the other: their
@@ -570,11 +572,16 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// filled with one call (a replica applying scattered changed blocks).
     /// </summary>
     internal ValueTask WriteAsync(VolumeEntry v, IReadOnlyList<VolumeRange> ranges, ReadOnlyMemory<byte> data, CancellationToken ct) =>
-        WriteRangesAsync(v, 0, ranges, data, fua: false, streaming: true, ct);
+        WriteRangesAsync(v, 0, ranges, data, fua: false, streaming: true, mayLand: null, ct);
 
     /// <summary>The write of <paramref name="ranges"/>, or when it is null of <paramref name="data"/> at <paramref name="offset"/>.</summary>
-    private async ValueTask WriteRangesAsync(VolumeEntry v, long offset, IReadOnlyList<VolumeRange>? ranges, ReadOnlyMemory<byte> data, bool fua, bool streaming, CancellationToken ct)
+    private async ValueTask WriteRangesAsync(VolumeEntry v, long offset, IReadOnlyList<VolumeRange>? ranges, ReadOnlyMemory<byte> data, bool fua, bool streaming, Task? mayLand, CancellationToken ct)
     {
+        if (mayLand is { IsCompleted: true })
+        {
+            await mayLand.ConfigureAwait(false); // throws if it failed: nothing written
+            mayLand = null;
+        }
         int count = ranges?.Count ?? 1;
         int range = 0, rangeStart = 0; // the range being written, and where its bytes start in data
         int done = 0; // bytes of data written, or handed to a batch that has been mapped since
@@ -593,7 +600,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                     var r = ranges?[range] ?? new VolumeRange(offset, data.Length);
                     int rangeEnd = rangeStart + r.Length;
                     // WritePass counts done in data: the range's bytes are data[rangeStart..rangeEnd).
-                    (stop, wait) = WritePass(v, r.Offset - rangeStart, data.Span[..rangeEnd], streaming, ref done, ref batch);
+                    (stop, wait) = WritePass(v, r.Offset - rangeStart, data.Span[..rangeEnd], streaming, inPlace: mayLand is null, ref done, ref batch);
                     if (stop != WriteStop.Done)
                         break;
                     range++;
@@ -613,7 +620,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             }
             // A write never waits while it holds blocks: it fills and maps its batch first.
             if (batch is not null)
-                await ProvisionAsync(batch, data).ConfigureAwait(false);
+            {
+                await ProvisionAsync(batch, data, mayLand).ConfigureAwait(false);
+                mayLand = null; // mapped: it has landed
+            }
             switch (stop)
             {
                 case WriteStop.Done:
@@ -624,6 +634,11 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                     throw OutOfDataSpace();
                 case WriteStop.NoSpace:
                     await WaitForSpace(wait!, ct).ConfigureAwait(false);
+                    break;
+                case WriteStop.NotLanded:
+                    if (mayLand is not null)
+                        await mayLand.ConfigureAwait(false);
+                    mayLand = null;
                     break;
                 default:
                     await wait!.WaitAsync(ct).ConfigureAwait(false);
@@ -637,9 +652,10 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// unshared mapped block is written in place; a block that needs a new one (unmapped, or shared
     /// with a snapshot) gets it allocated and added to <paramref name="batch"/>, to be filled once
     /// the lock is released. Stops at the end, at a block another write holds, at a commit's barrier
-    /// (before starting a batch) or when data space runs out; what was done stays done.
+    /// (before starting a batch), when data space runs out, or at a block to overwrite in place
+    /// when <paramref name="inPlace"/> is false (the write may not land yet); what was done stays done.
     /// </summary>
-    private (WriteStop, Task?) WritePass(VolumeEntry v, long offset, ReadOnlySpan<byte> src, bool streaming, ref int done, ref ProvisionBatch? batch)
+    private (WriteStop, Task?) WritePass(VolumeEntry v, long offset, ReadOnlySpan<byte> src, bool streaming, bool inPlace, ref int done, ref ProvisionBatch? batch)
     {
         int bs = _settings.DataBlockSize;
         while (done < src.Length)
@@ -651,6 +667,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             var m = Lookup(v.DeviceId, (ulong)vblock);
             if (m is { Shared: false } map)
             {
+                if (!inPlace)
+                    return (WriteStop.NotLanded, null);
                 n += ContiguousRun(v, vblock, map.DataBlock, src.Length - done - n, shared: false);
                 WriteData(map.DataBlock, inBlock, src.Slice(done, n));
                 _dirty = true;
@@ -681,9 +699,11 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// <summary>
     /// Fills a batch's new blocks with the lock released, on a copier thread (so that a caller's
     /// request loop goes on meanwhile; a streaming write fills them itself), then maps them under
-    /// the lock. Not cancellable: its blocks are held until it ends.
+    /// the lock, once <paramref name="mayLand"/> (if any) has completed; if it fails, the batch is
+    /// given back and the write fails with its exception. Not cancellable: its blocks are held
+    /// until it ends.
     /// </summary>
-    private async ValueTask ProvisionAsync(ProvisionBatch batch, ReadOnlyMemory<byte> data)
+    private async ValueTask ProvisionAsync(ProvisionBatch batch, ReadOnlyMemory<byte> data, Task? mayLand)
     {
         Exception? failure = null;
         try
@@ -692,6 +712,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 FillNewBlocks(batch, data.Span); // one writer with nothing else to do meanwhile: no hop to a copier thread and back
             else
                 await _copier.Run(() => FillNewBlocks(batch, data.Span)).ConfigureAwait(false);
+            if (mayLand is not null)
+                await mayLand.ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -802,7 +824,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         if (lo > from || hi < from + piece.Length)
         {
             if (b.SharedBlock is { } shared)
-                ReadData(shared, from, piece);
+                ReadShared(shared, from, piece);
             else if (b.Origin is { } origin)
                 ReadOrigin(origin, (long)b.VBlock * _settings.DataBlockSize + from, piece);
             else
@@ -810,6 +832,21 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         }
         if (lo < hi)
             data.Slice(b.DataOffset + (lo - b.InBlock), hi - lo).CopyTo(piece[(lo - from)..]);
+    }
+
+    /// <summary>
+    /// Bytes of a shared block, for its copy: past the page cache when none of them is cached (a
+    /// block written by an earlier copy, or evicted). Through the page cache the read takes new
+    /// page-cache memory for the block and reads ahead into the blocks around it, which a copy
+    /// never needs (measured over NBD, 4 KiB writes breaking sharing of uncached blocks: the
+    /// buffered read was a fifth of the server's CPU, half of it readahead). A cached block is
+    /// read from the page cache. A shared block is never written in place, so both see the same bytes.
+    /// </summary>
+    private void ReadShared(ulong shared, int from, Span<byte> piece)
+    {
+        long at = (long)shared * _settings.DataBlockSize + from;
+        if (!CanGoDirect(at, piece) || FileSync.CachedPages(_data, at, piece.Length) != 0 || !TryReadDirect(at, piece))
+            ReadData(shared, from, piece);
     }
 
     /// <summary>Whether the data file is open for direct I/O and the file system has not refused it.</summary>
@@ -941,7 +978,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             if (whole && !noHole && v.Origin is null)
                 await DiscardAsync(v, pos, n, fua: false, ct).ConfigureAwait(false);
             else if (noHole || v.Origin is not null || await IsMappedAsync(v, vblock, ct).ConfigureAwait(false))
-                await WriteAsync(v, pos, zeroes.AsMemory(0, (int)n), fua: false, streaming: false, ct).ConfigureAwait(false);
+                await WriteAsync(v, pos, zeroes.AsMemory(0, (int)n), fua: false, streaming: false, mayLand: null, ct).ConfigureAwait(false);
             // else: an unprovisioned block without an origin already reads as zeroes.
             pos += n;
         }

@@ -29,7 +29,18 @@ public sealed class ThinVolume : IBlockVolume
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         CheckRange(offset, data.Length);
-        return _pool.WriteAsync(_entry, offset, data, fua, streaming: false, cancellationToken);
+        return _pool.WriteAsync(_entry, offset, data, fua, streaming: false, mayLand: null, cancellationToken);
+    }
+
+    /// <summary>
+    /// New blocks the write needs (breaking sharing, a first write) are allocated and filled at
+    /// once and mapped once <paramref name="mayLand"/> has completed; blocks overwritten in place
+    /// are written only after it.
+    /// </summary>
+    public ValueTask WriteAfterAsync(long offset, ReadOnlyMemory<byte> data, bool fua, Task mayLand, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, data.Length);
+        return _pool.WriteAsync(_entry, offset, data, fua, streaming: false, mayLand, cancellationToken);
     }
 
     /// <summary>Reads past the page cache (direct I/O) where the request and the buffer are aligned and the file system allows.</summary>
@@ -43,7 +54,7 @@ public sealed class ThinVolume : IBlockVolume
     public ValueTask WriteStreamingAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         CheckRange(offset, data.Length);
-        return _pool.WriteAsync(_entry, offset, data, fua: false, streaming: true, cancellationToken);
+        return _pool.WriteAsync(_entry, offset, data, fua: false, streaming: true, mayLand: null, cancellationToken);
     }
 
     /// <summary>Reads several ranges with one hold of the pool's lock; pieces side by side in the data file are read with one call.</summary>
