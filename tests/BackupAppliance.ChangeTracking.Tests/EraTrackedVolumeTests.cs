@@ -104,6 +104,7 @@ public sealed class EraTrackedVolumeTests
         await using var pool = TrackedPool.Create(dir.File("pool"), 512L << 20, new PoolSettings { DataBlockSize = BlockSize }, commitInterval: TimeSpan.FromMilliseconds(10));
         var v = pool.CreateVolume("v", 256L * BlockSize);
         using var stop = new CancellationTokenSource();
+        long completed = 0;
         var writers = Enumerable.Range(0, 6).Select(w => Task.Run(async () =>
         {
             var rng = new Random(w);
@@ -112,12 +113,19 @@ public sealed class EraTrackedVolumeTests
             {
                 rng.NextBytes(buf);
                 await v.WriteAsync(rng.NextInt64(256) * BlockSize + rng.Next(BlockSize - 4096), buf, fua: false, CancellationToken.None);
+                Interlocked.Increment(ref completed);
             }
         })).ToArray();
         var snaps = new List<Thin.Pool.VolumeEntry>();
         for (int i = 0; i < 6; i++)
         {
-            await Task.Delay(30);
+            // Writes between every two snapshots however loaded the machine is (a fixed pause may
+            // pass without any on a busy CI machine), and writers still running as each is taken.
+            long before = Interlocked.Read(ref completed);
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (Interlocked.Read(ref completed) < before + 20 && DateTime.UtcNow < deadline)
+                await Task.Delay(5);
+            Assert.True(Interlocked.Read(ref completed) >= before + 20, $"the writers completed {Interlocked.Read(ref completed) - before} writes in 60 s before snapshot {i}");
             snaps.Add(await pool.SnapshotAsync("v", $"s{i}", CancellationToken.None));
         }
         stop.Cancel();
