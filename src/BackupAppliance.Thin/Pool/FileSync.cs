@@ -23,7 +23,7 @@ public static partial class FileSync
     private static partial int link(string existing, string newPath);
 
     [LibraryImport("libc", SetLastError = true)]
-    private static partial int fallocate(nint fd, int mode, long offset, long length);
+    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long length);
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags, int mode);
@@ -45,7 +45,7 @@ public static partial class FileSync
     }
 
     [LibraryImport("libc", EntryPoint = "syscall")]
-    private static partial long cachestat(long number, nint fd, ref CachestatRange range, out Cachestat stat, uint flags);
+    private static partial long cachestat(long number, SafeFileHandle fd, ref CachestatRange range, out Cachestat stat, uint flags);
 
     /// <summary>fsync of a folder, so a rename in it is durable.</summary>
     public static void Directory(string dir)
@@ -76,29 +76,14 @@ public static partial class FileSync
 
     /// <summary>Deallocates a byte range of a file (it reads as zeroes); false where the file system cannot.</summary>
     public static bool PunchHole(SafeFileHandle file, long offset, long length) =>
-        Fallocate(file, FallocFlPunchHole | FallocFlKeepSize, offset, length);
+        fallocate(file, FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0;
 
     /// <summary>
     /// Allocates a byte range of a file as unwritten extents (it still reads as zeroes; no data is
     /// written), without changing its size; false where the file system cannot.
     /// </summary>
     public static bool Preallocate(SafeFileHandle file, long offset, long length) =>
-        Fallocate(file, FallocFlKeepSize, offset, length);
-
-    private static bool Fallocate(SafeFileHandle file, int mode, long offset, long length)
-    {
-        bool added = false;
-        file.DangerousAddRef(ref added);
-        try
-        {
-            return fallocate(file.DangerousGetHandle(), mode, offset, length) == 0;
-        }
-        finally
-        {
-            if (added)
-                file.DangerousRelease();
-        }
-    }
+        fallocate(file, FallocFlKeepSize, offset, length) == 0;
 
     /// <summary>
     /// How many pages of [<paramref name="offset"/>, +<paramref name="length"/>) of a file the page
@@ -110,17 +95,7 @@ public static partial class FileSync
         if (!OperatingSystem.IsLinux() || length <= 0)
             return null;
         var range = new CachestatRange { Offset = (ulong)offset, Length = (ulong)length };
-        bool added = false;
-        file.DangerousAddRef(ref added);
-        try
-        {
-            return cachestat(CachestatSyscall, file.DangerousGetHandle(), ref range, out var stat, 0) == 0 ? stat.Cache : null;
-        }
-        finally
-        {
-            if (added)
-                file.DangerousRelease();
-        }
+        return cachestat(CachestatSyscall, file, ref range, out var stat, 0) == 0 ? stat.Cache : null;
     }
 
     /// <summary>
