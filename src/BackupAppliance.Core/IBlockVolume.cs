@@ -84,6 +84,18 @@ public interface IBlockVolume
         await WriteAsync(offset, data, fua, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Hands the bytes of a range to <paramref name="sink"/> by reference instead of copying them:
+    /// the volume calls it once per piece, in order, each piece either bytes of a file or zeroes,
+    /// while it holds them still (no write, discard or commit of the volume's store moves those
+    /// bytes until the call returns). The sink takes them at once (a splice into a pipe) and must
+    /// not read the file after it returns. False, with the sink not called, where the volume cannot
+    /// (its bytes do not all lie in one place it can lend, or it never lends: this default); a
+    /// failure of the sink comes back as its exception. An NBD server sends reads this way.
+    /// </summary>
+    ValueTask<bool> TryLendAsync(long offset, int length, IVolumeLendSink sink, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(false);
+
     /// <summary>Unmaps whole blocks inside the range (partial blocks at the edges are left alone); they read as zeroes.</summary>
     ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken);
 

@@ -144,6 +144,21 @@ internal sealed class NbdReplyWriter
         Send(buffer.AsMemory(0, header + payloadLength));
     }
 
+    /// <summary>
+    /// Read data already lent into <paramref name="pipe"/> (<see cref="SplicePipe.Filled"/> bytes):
+    /// the same reply as <see cref="SendRead"/>, its header sent and the pipe spliced into the
+    /// socket under the lock.
+    /// </summary>
+    public void SendRead(ulong cookie, ulong offset, SplicePipe pipe)
+    {
+        if (_socket is null)
+            throw new InvalidOperationException("a spliced reply needs a socket");
+        Span<byte> header = stackalloc byte[NbdConstants.StructuredReplyHeaderLength + 8];
+        WriteReadHeader(header, cookie, offset, pipe.Filled);
+        lock (_lock)
+            pipe.SendTo(_socket, header[..ReadDataOffset]);
+    }
+
     private void Send(ReadOnlyMemory<byte> reply) => Send(reply, ReadOnlyMemory<byte>.Empty);
 
     /// <summary>

@@ -27,6 +27,13 @@ public sealed record NbdServerOptions
     /// </summary>
     public int MaxRequestSize { get; init; } = DefaultMaxRequestSize;
 
+    /// <summary>
+    /// Reads larger than 64 KiB over TCP, page-aligned and at most 1 MiB, go from the volume's file
+    /// to the socket without a copy in the server (spliced through a pipe) where the volume lends
+    /// its bytes; otherwise they are read into a buffer and sent. Off: always copy.
+    /// </summary>
+    public bool LendReads { get; init; } = true;
+
     /// <summary>Requests a connection may have in flight before the server stops reading from it.</summary>
     public int MaxInFlightPerConnection { get; init; } = 16;
 

@@ -35,6 +35,12 @@ internal sealed class NbdTransmission
     private readonly NbdReplyWriter _replies;
     private readonly SemaphoreSlim _slots;
 
+    // The reply pipe of lent reads (see ReadLentAsync): made on first use, taken by one reply at a
+    // time (_pipeTaken), dropped when a reply leaves it dirty; _lending false once it cannot be had.
+    private SplicePipe? _pipe;
+    private int _pipeTaken;
+    private bool _lending;
+
     /// <summary>Cancelled when a reply cannot be sent: the peer is gone, stop reading.</summary>
     private readonly CancellationTokenSource _broken = new();
 
@@ -46,6 +52,8 @@ internal sealed class NbdTransmission
         _options = options;
         _replies = new NbdReplyWriter(stream, session.StructuredReplies);
         _slots = new SemaphoreSlim(options.MaxInFlightPerConnection, options.MaxInFlightPerConnection);
+        // Spliced into TCP sockets only: a kernel older than 6.5 cannot splice into a Unix one.
+        _lending = options.LendReads && _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6;
     }
 
     /// <summary>
@@ -76,6 +84,7 @@ internal sealed class NbdTransmission
             for (int i = 0; i < _options.MaxInFlightPerConnection; i++)
                 _slots.Wait(abort);
             _broken.Dispose();
+            _pipe?.Dispose();
         }
     }
 
@@ -210,6 +219,21 @@ internal sealed class NbdTransmission
     private async ValueTask ReadAsync(NbdRequest request, CancellationToken cancellationToken)
     {
         int length = (int)request.Length;
+        if (length > SingleWriteReadLimit && _lending && TakePipe() is { } pipe)
+        {
+            bool answered = false;
+            try
+            {
+                if (pipe.Fits(request.Offset, length))
+                    answered = await ReadLentAsync(request, pipe, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                ReturnPipe(pipe);
+            }
+            if (answered)
+                return;
+        }
         // Small reads leave room for the header and go out in one write; large ones rent exactly
         // their length (pool buckets are powers of two) and send the header separately.
         int dataOffset = length <= SingleWriteReadLimit ? _replies.ReadDataOffset : 0;
@@ -235,6 +259,75 @@ internal sealed class NbdTransmission
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// A read the volume lends instead of copying (<see cref="IBlockVolume.TryLendAsync"/>): its
+    /// pieces are spliced into the reply pipe, then from the pipe into the socket, so the server
+    /// never copies the data. False, with nothing sent, when the volume does not lend the range or
+    /// a piece does not fit the pipe: the caller copies instead.
+    /// </summary>
+    private async ValueTask<bool> ReadLentAsync(NbdRequest request, SplicePipe pipe, CancellationToken cancellationToken)
+    {
+        bool lent;
+        try
+        {
+            lent = await _session.Volume.TryLendAsync((long)request.Offset, (int)request.Length, pipe, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PipeFullException)
+        {
+            DropPipe();
+            return false;
+        }
+        catch (Exception e)
+        {
+            if (pipe.Filled > 0)
+                DropPipe();
+            var (error, message) = Fail(e);
+            _replies.SendError(request.Cookie, error, message);
+            return true;
+        }
+        if (!lent)
+            return false;
+        if (pipe.Filled != (int)request.Length)
+        {
+            DropPipe();
+            throw new InvalidOperationException($"volume {_session.Volume.Name} lent {pipe.Filled} bytes for a read of {request.Length}");
+        }
+        try
+        {
+            _replies.SendRead(request.Cookie, request.Offset, pipe);
+        }
+        catch
+        {
+            DropPipe();
+            throw;
+        }
+        return true;
+    }
+
+    /// <summary>The connection's reply pipe if no other reply has it (made on first use); null to copy instead.</summary>
+    private SplicePipe? TakePipe()
+    {
+        if (Interlocked.Exchange(ref _pipeTaken, 1) != 0)
+            return null;
+        _pipe ??= SplicePipe.TryCreate();
+        if (_pipe is null)
+        {
+            _lending = false;
+            Volatile.Write(ref _pipeTaken, 0);
+        }
+        return _pipe;
+    }
+
+    private void ReturnPipe(SplicePipe pipe)
+    {
+        if (pipe != _pipe)
+            pipe.Dispose();
+        Volatile.Write(ref _pipeTaken, 0);
+    }
+
+    /// <summary>Forgets a pipe that holds bytes no reply will send; the next lent read makes a new one.</summary>
+    private void DropPipe() => _pipe = null;
 
     /// <summary>base:allocation: holes are NBD_STATE_HOLE|NBD_STATE_ZERO, mapped data is 0.</summary>
     private async ValueTask BlockStatusAsync(NbdRequest request, CancellationToken cancellationToken)

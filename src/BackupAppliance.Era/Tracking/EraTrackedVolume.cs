@@ -38,6 +38,9 @@ public sealed class EraTrackedVolume : IBlockVolume
     public ValueTask ReadStreamingAsync(IReadOnlyList<VolumeRange> ranges, Memory<byte> buffer, CancellationToken cancellationToken) =>
         _inner.ReadStreamingAsync(ranges, buffer, cancellationToken);
 
+    public ValueTask<bool> TryLendAsync(long offset, int length, IVolumeLendSink sink, CancellationToken cancellationToken) =>
+        _inner.TryLendAsync(offset, length, sink, cancellationToken);
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (data.Length == 0)

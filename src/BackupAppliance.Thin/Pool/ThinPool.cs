@@ -14,7 +14,8 @@ namespace BackupAppliance.Thin.Pool;
 /// file before the metadata; a commit runs at least once a second while dirty and on every flush or
 /// FUA write. One lock serialises metadata and data access, except that a write filling new blocks
 /// (a first write, or one breaking sharing) copies their data with the lock released, its virtual
-/// blocks held meanwhile (<see cref="BlockPrison"/>, dm-thin's bio prison).
+/// blocks held meanwhile (<see cref="BlockPrison"/>, dm-thin's bio prison). Reads may also lend
+/// their bytes in the data file instead of copying them (<see cref="LendAsync"/>).
 /// </summary>
 public sealed partial class ThinPool : IAsyncDisposable, IDisposable
 {
@@ -64,6 +65,9 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     private readonly PreallocationWindow _preallocated;
     private readonly Func<ulong, bool> _isFreeDataBlock;
     private int _directFailed;
+    // Whether volumes may lend their bytes (see LendAsync): the data file punches holes, and no
+    // transaction was aborted and no punch failed since the pool opened.
+    private volatile bool _lending;
     private TaskCompletionSource _spaceAdded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PoolSettings _settings;
     private VolumeCatalogue _catalogue;
@@ -99,6 +103,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         _direct = FileSync.OpenDirect(Path.Combine(dir, DataFile));
         _preallocated = new PreallocationWindow(data, settings.DataBlockSize, PreallocationWindowBytes);
         _isFreeDataBlock = block => _md.DataBlockRefCount(block) == 0;
+        // A punch past the end changes nothing and tells whether the file system punches at all.
+        _lending = FileSync.PunchHole(data, RandomAccess.GetLength(data), settings.DataBlockSize);
         if (md.NeedsCheck)
             _readOnlyReason = "the metadata needs a check (needs_check is set): run `bapp pool check`";
         _committer = commitInterval > TimeSpan.Zero ? Task.Run(() => CommitLoop(commitInterval)) : Task.CompletedTask;
@@ -485,6 +491,73 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 }
             }
             Finish(ref run, buffer);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Lends a range's bytes to <paramref name="sink"/> under the lock (see
+    /// <see cref="IBlockVolume.TryLendAsync"/>): runs of mapped blocks side by side in the data file
+    /// as one piece of it, holes as zeroes. While the lock is held no mapping changes and no block
+    /// is punched or reused (a freed block is punched by the next commit and reused only after it);
+    /// what the sink took by reference is then safe from a block's reuse too, because every freed
+    /// block is punched before it can be reused, which drops its cached pages instead of rewriting
+    /// them. Hence no lending where the data file cannot punch, after a punch failed, or after an
+    /// aborted transaction (its blocks are freed without a punch); nor for a volume with an external
+    /// origin (its holes read another file).
+    /// </summary>
+    internal async ValueTask<bool> LendAsync(VolumeEntry v, long offset, int length, IVolumeLendSink sink, CancellationToken ct)
+    {
+        if (v.Origin is not null || !_lending)
+            return false;
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            ThrowIfDisposed();
+            if (!_lending)
+                return false;
+            int bs = _settings.DataBlockSize;
+            long pos = offset, fileAt = 0;
+            int done = 0, fileLength = 0, zeroes = 0;
+            while (done < length)
+            {
+                long vblock = pos / bs;
+                int inBlock = (int)(pos % bs);
+                int n = Math.Min(length - done, bs - inBlock);
+                if (Lookup(v.DeviceId, (ulong)vblock) is { } map)
+                {
+                    n += ContiguousRun(v, vblock, map.DataBlock, length - done - n, shared: null);
+                    long at = (long)map.DataBlock * bs + inBlock;
+                    if (zeroes > 0)
+                        sink.TakeZeroes(zeroes);
+                    zeroes = 0;
+                    if (fileLength > 0 && fileAt + fileLength != at)
+                    {
+                        sink.TakeFile(_data, fileAt, fileLength);
+                        fileLength = 0;
+                    }
+                    if (fileLength == 0)
+                        fileAt = at;
+                    fileLength += n;
+                }
+                else
+                {
+                    if (fileLength > 0)
+                        sink.TakeFile(_data, fileAt, fileLength);
+                    fileLength = 0;
+                    zeroes += n;
+                }
+                pos += n;
+                done += n;
+            }
+            if (fileLength > 0)
+                sink.TakeFile(_data, fileAt, fileLength);
+            if (zeroes > 0)
+                sink.TakeZeroes(zeroes);
+            return true;
         }
         finally
         {
@@ -900,7 +973,13 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             if (batch.Generation != _generation)
                 throw new VolumeException(VolumeError.IoError, $"pool {_dir}: the transaction was aborted while a write filled new blocks: {_readOnlyReason}");
             foreach (var b in batch.Blocks)
+            {
                 Guard(() => _md.Insert(batch.DeviceId, b.VBlock, b.DataBlock));
+                // The block whose sharing was broken, if the insert dropped its last reference (its
+                // snapshot was deleted during the copy), is freed like a discarded one.
+                if (b.SharedBlock is { } shared && _md.DataBlockRefCount(shared) == 0)
+                    _punchAfterCommit.Add(shared);
+            }
             _dirty = true;
             Volatile.Write(ref _mappedSinceFlush, 1);
         }
@@ -1234,7 +1313,8 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
         bool inWindow = false;
         foreach (ulong b in _punchAfterCommit)
         {
-            FileSync.PunchHole(_data, (long)b * _settings.DataBlockSize, _settings.DataBlockSize);
+            if (!FileSync.PunchHole(_data, (long)b * _settings.DataBlockSize, _settings.DataBlockSize))
+                _lending = false;
             inWindow |= _preallocated.Contains(b);
         }
         _preallocated.ReleaseAfterCommit(current: inWindow, _isFreeDataBlock);
@@ -1262,6 +1342,7 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             string why = e is SpaceExhaustedException ? "metadata space is exhausted" : $"a metadata operation failed: {e.Message}";
             _punchAfterCommit.Clear();
             _generation++;
+            _lending = false;
             try
             {
                 _md.Abort();

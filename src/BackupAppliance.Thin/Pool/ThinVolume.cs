@@ -71,6 +71,13 @@ public sealed class ThinVolume : IBlockVolume
         return _pool.WriteAsync(_entry, ranges, data, cancellationToken);
     }
 
+    /// <summary>Lends the range's bytes from the pool's data file, under the pool's lock; false for a volume with an external origin.</summary>
+    public ValueTask<bool> TryLendAsync(long offset, int length, IVolumeLendSink sink, CancellationToken cancellationToken)
+    {
+        CheckRange(offset, length);
+        return _pool.LendAsync(_entry, offset, length, sink, cancellationToken);
+    }
+
     public ValueTask DiscardAsync(long offset, long length, bool fua, CancellationToken cancellationToken)
     {
         CheckRange(offset, length);

@@ -13,7 +13,7 @@ public sealed class TestServer : IAsyncDisposable
     public ConcurrentQueue<Exception> Faults { get; } = new();
     public int Port => Server.TcpEndPoint!.Port;
 
-    public static async Task<TestServer> StartAsync(IEnumerable<IBlockVolume> volumes, int maxRequestSize = NbdServerOptions.DefaultMaxRequestSize, int inFlight = 16)
+    public static async Task<TestServer> StartAsync(IEnumerable<IBlockVolume> volumes, int maxRequestSize = NbdServerOptions.DefaultMaxRequestSize, int inFlight = 16, bool lendReads = true)
     {
         TestServer? self = null;
         var server = new NbdServer(new NbdVolumeExports(volumes), new NbdServerOptions
@@ -21,6 +21,7 @@ public sealed class TestServer : IAsyncDisposable
             TcpEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
             MaxRequestSize = maxRequestSize,
             MaxInFlightPerConnection = inFlight,
+            LendReads = lendReads,
             ConnectionError = e => self!.Faults.Enqueue(e),
         });
         self = new TestServer(server);
