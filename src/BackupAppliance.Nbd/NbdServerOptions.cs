@@ -37,6 +37,13 @@ public sealed record NbdServerOptions
     /// <summary>Requests a connection may have in flight before the server stops reading from it.</summary>
     public int MaxInFlightPerConnection { get; init; } = 16;
 
+    /// <summary>
+    /// Data bytes of a connection's requests in flight (WRITE payloads, READ buffers) before the
+    /// server stops reading from it until some are answered: what one connection can make the
+    /// server hold, however large and many its requests. At least <see cref="MaxRequestSize"/>.
+    /// </summary>
+    public long MaxInFlightBytesPerConnection { get; init; } = 64L << 20;
+
     /// <summary>Clock for retry pauses in the accept loop.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -56,5 +63,7 @@ public sealed record NbdServerOptions
             throw new ArgumentOutOfRangeException(nameof(MaxRequestSize), MaxRequestSize, "expected 4096..33554432 bytes");
         if (MaxInFlightPerConnection is < 1 or > 1024)
             throw new ArgumentOutOfRangeException(nameof(MaxInFlightPerConnection), MaxInFlightPerConnection, "expected 1..1024");
+        if (MaxInFlightBytesPerConnection < MaxRequestSize)
+            throw new ArgumentOutOfRangeException(nameof(MaxInFlightBytesPerConnection), MaxInFlightBytesPerConnection, $"expected at least the maximum request size ({MaxRequestSize} bytes)");
     }
 }

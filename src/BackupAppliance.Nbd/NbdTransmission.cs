@@ -12,8 +12,9 @@ namespace BackupAppliance.Nbd;
 /// completes at once (a read or an overwrite from the page cache) is answered before the next
 /// header is read, without a thread hand-off; one that has to wait (a copy-on-write, a commit, a
 /// full socket) returns to the loop at its first wait and finishes on the thread pool. Up to
-/// <see cref="NbdServerOptions.MaxInFlightPerConnection"/> requests are in flight at once and answer
-/// in whatever order they finish, through <see cref="NbdReplyWriter"/>.
+/// <see cref="NbdServerOptions.MaxInFlightPerConnection"/> requests, holding up to
+/// <see cref="NbdServerOptions.MaxInFlightBytesPerConnection"/> data bytes (<see cref="InFlightBytes"/>),
+/// are in flight at once and answer in whatever order they finish, through <see cref="NbdReplyWriter"/>.
 /// The loop ends on NBD_CMD_DISC, end of stream, a protocol violation, a failed reply or a stop;
 /// requests in flight are always finished before it returns.
 /// </summary>
@@ -34,6 +35,7 @@ internal sealed class NbdTransmission
     private readonly NbdServerOptions _options;
     private readonly NbdReplyWriter _replies;
     private readonly SemaphoreSlim _slots;
+    private readonly InFlightBytes _bytes;
 
     // The reply pipe of lent reads (see ReadLentAsync): made on first use, taken by one reply at a
     // time (_pipeTaken), dropped when a reply leaves it dirty; _lending false once it cannot be had.
@@ -52,6 +54,7 @@ internal sealed class NbdTransmission
         _options = options;
         _replies = new NbdReplyWriter(stream, session.StructuredReplies);
         _slots = new SemaphoreSlim(options.MaxInFlightPerConnection, options.MaxInFlightPerConnection);
+        _bytes = new InFlightBytes(options.MaxInFlightBytesPerConnection);
         // Spliced into TCP sockets only: a kernel older than 6.5 cannot splice into a Unix one.
         _lending = options.LendReads && _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6;
     }
@@ -84,6 +87,7 @@ internal sealed class NbdTransmission
             for (int i = 0; i < _options.MaxInFlightPerConnection; i++)
                 _slots.Wait(abort);
             _broken.Dispose();
+            _bytes.Dispose();
             _pipe?.Dispose();
         }
     }
@@ -93,6 +97,7 @@ internal sealed class NbdTransmission
     {
         _slots.Wait(reading);
         byte[]? payload = null;
+        long bytes = 0;
         bool dispatched = false;
         try
         {
@@ -102,6 +107,12 @@ internal sealed class NbdTransmission
             if (check.Action is NbdRequestAction.Close or NbdRequestAction.Disconnect)
                 return false;
 
+            if (check.Action != NbdRequestAction.Refuse && request.Type is NbdConstants.CmdRead or NbdConstants.CmdWrite)
+            {
+                // Before its payload is read: the connection stops reading while the bytes in flight are at their limit.
+                _bytes.Take(request.Length, reading);
+                bytes = request.Length;
+            }
             if (request.Type == NbdConstants.CmdWrite)
             {
                 // A refused write's payload is read and dropped so the next header is where it should be.
@@ -118,7 +129,7 @@ internal sealed class NbdTransmission
 
             // Runs here until its first wait that does not complete at once; it returns the payload
             // and the slot itself, so the loop goes on to the next header either way.
-            _ = ExecuteAsync(request, check, payload, abort);
+            _ = ExecuteAsync(request, check, payload, bytes, abort);
             dispatched = true;
             return true;
         }
@@ -128,6 +139,8 @@ internal sealed class NbdTransmission
             {
                 if (payload is not null)
                     ArrayPool<byte>.Shared.Return(payload);
+                if (bytes > 0)
+                    _bytes.Give(bytes);
                 _slots.Release();
             }
         }
@@ -146,7 +159,7 @@ internal sealed class NbdTransmission
     }
 
     /// <summary>Runs one request and sends its reply; never throws.</summary>
-    private async Task ExecuteAsync(NbdRequest request, NbdRequestCheck check, byte[]? payload, CancellationToken abort)
+    private async Task ExecuteAsync(NbdRequest request, NbdRequestCheck check, byte[]? payload, long bytes, CancellationToken abort)
     {
         try
         {
@@ -179,6 +192,8 @@ internal sealed class NbdTransmission
         {
             if (payload is not null)
                 ArrayPool<byte>.Shared.Return(payload);
+            if (bytes > 0)
+                _bytes.Give(bytes);
             _slots.Release();
         }
     }

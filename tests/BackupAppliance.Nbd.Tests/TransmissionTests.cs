@@ -215,6 +215,37 @@ public sealed class TransmissionTests
     }
 
     [Fact]
+    public async Task The_connection_stops_reading_while_its_requests_in_flight_hold_their_byte_limit()
+    {
+        var vol = NewVolume();
+        vol.HeldReadOffset = 0;
+        vol.ReadGate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await TestServer.StartAsync([vol], maxRequestSize: 1 << 20, inFlightBytes: 1 << 20);
+        var (c, _) = await RawNbdClient.OpenAsync(server.Port, "vol", structured: true);
+        await using var _c = c;
+        vol.ClearCalls();
+
+        // 768 KiB held by the volume, then a 512 KiB write that would pass the 1 MiB limit, then a
+        // small read queued behind it: neither may start before the held read gives its bytes back.
+        var data = Pattern(512 * 1024, 9);
+        await c.SendRequestAsync(0, Wire.CmdRead, 100, 0, 768 * 1024);
+        await c.SendRequestAsync(0, Wire.CmdWrite, 300, 2 << 20, (uint)data.Length, data);
+        await c.SendRequestAsync(0, Wire.CmdRead, 200, 4 << 20, 4096);
+        await Task.Delay(300);
+        var calls = vol.Calls.Select(x => $"{x.Op} {x.Offset}").ToArray();
+        vol.ReadGate.SetResult(); // before asserting: a held read would keep the server from stopping
+        Assert.Equal(["read 0"], calls);
+
+        var replies = new[] { await c.ReadChunkAsync(), await c.ReadChunkAsync(), await c.ReadChunkAsync() };
+        Assert.Equal(100ul, replies[0].Cookie);
+        Assert.Equal([200ul, 300], replies[1..].Select(x => x.Cookie).Order().ToArray());
+        Assert.All(replies, r => Assert.NotEqual(Wire.ChunkError, r.Type));
+        var back = new byte[data.Length];
+        await vol.ReadAsync(2 << 20, back, default);
+        Assert.Equal(data, back);
+    }
+
+    [Fact]
     public async Task Many_pipelined_requests_are_each_answered_by_cookie()
     {
         var vol = NewVolume();

@@ -13,7 +13,7 @@ public sealed class TestServer : IAsyncDisposable
     public ConcurrentQueue<Exception> Faults { get; } = new();
     public int Port => Server.TcpEndPoint!.Port;
 
-    public static async Task<TestServer> StartAsync(IEnumerable<IBlockVolume> volumes, int maxRequestSize = NbdServerOptions.DefaultMaxRequestSize, int inFlight = 16, bool lendReads = true)
+    public static async Task<TestServer> StartAsync(IEnumerable<IBlockVolume> volumes, int maxRequestSize = NbdServerOptions.DefaultMaxRequestSize, int inFlight = 16, bool lendReads = true, long inFlightBytes = 64L << 20)
     {
         TestServer? self = null;
         var server = new NbdServer(new NbdVolumeExports(volumes), new NbdServerOptions
@@ -22,6 +22,7 @@ public sealed class TestServer : IAsyncDisposable
             MaxRequestSize = maxRequestSize,
             MaxInFlightPerConnection = inFlight,
             LendReads = lendReads,
+            MaxInFlightBytesPerConnection = inFlightBytes,
             ConnectionError = e => self!.Faults.Enqueue(e),
         });
         self = new TestServer(server);
