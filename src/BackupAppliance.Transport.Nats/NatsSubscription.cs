@@ -42,9 +42,10 @@ internal sealed class NatsSubscription : IAsyncDisposable
         {
             _subscription.Unsubscribe();
         }
-        catch (NATSException)
+        catch (Exception e) when (e is NATSException or IOException or ObjectDisposedException)
         {
-            // The connection is closed: nothing is subscribed any more.
+            // The connection is closed or its server gone (a broken pipe while writing UNSUB, when
+            // nats-server stops together with us): nothing is subscribed any more.
         }
     }
 

@@ -185,7 +185,14 @@ public sealed class NatsTransport : ITransport
             // Close joins the client's threads; not on the caller's.
             await OnOwnThread("nats-close", () =>
             {
-                connection.Close();
+                try
+                {
+                    connection.Close();
+                }
+                catch (Exception e) when (IsLostConnection(e) || e is NATSException)
+                {
+                    // Close flushes what is buffered: the server is gone (stopped together with us).
+                }
                 connection.Dispose();
                 return true;
             });

@@ -74,6 +74,30 @@ public sealed class NatsConnectionTests(ITestOutputHelper output) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task Closing_right_after_the_server_died_does_not_throw()
+    {
+        // A daemon stopped together with its nats-server (a machine shutting down) unsubscribes and
+        // closes on a socket whose peer is gone before the client noticed: broken pipes there are
+        // the end of a connection, not an error of the stop (the receiver exited with code 1).
+        var t = await ConnectAsync();
+        var subscription = await t.SubscribeAsync("bapp.test.close", (_, _) => ValueTask.CompletedTask);
+        await t.FlushAsync(Bound);
+        await _server.KillAsync();
+        try
+        {
+            // Writes into the dead socket, so that the next write meets a broken pipe.
+            await t.PublishAsync("bapp.test.close", new byte[64 * 1024]);
+        }
+        catch (TransportException)
+        {
+            // Lost while writing: expected, and not what this test is about.
+        }
+        await subscription.DisposeAsync();
+        await t.DisposeAsync();
+        Assert.False(t.IsConnected);
+    }
+
+    [Fact]
     public async Task A_frozen_server_is_noticed_by_the_pings()
     {
         // SIGSTOP keeps the sockets open: only unanswered pings (500 ms, 2 out) can tell.
