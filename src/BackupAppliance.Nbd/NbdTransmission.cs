@@ -55,7 +55,7 @@ internal sealed class NbdTransmission
         _replies = new NbdReplyWriter(stream, session.StructuredReplies);
         _slots = new SemaphoreSlim(options.MaxInFlightPerConnection, options.MaxInFlightPerConnection);
         _bytes = new InFlightBytes(options.MaxInFlightBytesPerConnection);
-        // Spliced into TCP sockets only: a kernel older than 6.5 cannot splice into a Unix one.
+        // TCP sockets only: splicing into a Unix socket is not tested yet (those reads are copied).
         _lending = options.LendReads && _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6;
     }
 

@@ -27,11 +27,10 @@ internal sealed partial class SplicePipe : IVolumeLendSink, IDisposable
     private const short PollOut = 4;
     private const int EAgain = 11, EIntr = 4;
 
-    private static readonly byte[] s_zeroes = new byte[64 * 1024];
-
     private readonly SafeFileHandle _read;
     private readonly SafeFileHandle _write;
     private int _filled;
+    private byte[]? _zeroes; // made on the first hole lent, never written
 
     private SplicePipe(SafeFileHandle read, SafeFileHandle write, int capacity)
     {
@@ -74,8 +73,11 @@ internal sealed partial class SplicePipe : IVolumeLendSink, IDisposable
         Fill(length, "a file's bytes", left => SpliceIn(file, ref at, _write, 0, (nuint)left, SpliceMove | SpliceNonblock));
     }
 
-    public void TakeZeroes(int length) =>
-        Fill(length, "zeroes", left => write(_write, ref MemoryMarshal.GetArrayDataReference(s_zeroes), (nuint)Math.Min(left, s_zeroes.Length)));
+    public void TakeZeroes(int length)
+    {
+        var zeroes = _zeroes ??= new byte[64 * 1024];
+        Fill(length, "zeroes", left => write(_write, ref MemoryMarshal.GetArrayDataReference(zeroes), (nuint)Math.Min(left, zeroes.Length)));
+    }
 
     /// <summary>Moves <paramref name="length"/> bytes into the pipe, <paramref name="step"/> at a time (it returns what a call moved).</summary>
     private void Fill(int length, string what, Func<int, nint> step)
