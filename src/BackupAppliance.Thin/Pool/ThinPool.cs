@@ -519,18 +519,13 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             if (!_lending)
                 return false;
-            int bs = _settings.DataBlockSize;
-            long pos = offset, fileAt = 0;
-            int done = 0, fileLength = 0, zeroes = 0;
-            while (done < length)
+            long fileAt = 0;
+            int fileLength = 0, zeroes = 0;
+            for (int done = 0, n; done < length; done += n)
             {
-                long vblock = pos / bs;
-                int inBlock = (int)(pos % bs);
-                int n = Math.Min(length - done, bs - inBlock);
-                if (Lookup(v.DeviceId, (ulong)vblock) is { } map)
+                n = NextReadPiece(v, offset + done, length - done, out long at);
+                if (at >= 0)
                 {
-                    n += ContiguousRun(v, vblock, map.DataBlock, length - done - n, shared: null);
-                    long at = (long)map.DataBlock * bs + inBlock;
                     if (zeroes > 0)
                         sink.TakeZeroes(zeroes);
                     zeroes = 0;
@@ -550,8 +545,6 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                     fileLength = 0;
                     zeroes += n;
                 }
-                pos += n;
-                done += n;
             }
             if (fileLength > 0)
                 sink.TakeFile(_data, fileAt, fileLength);
@@ -580,19 +573,11 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
     /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/> of the volume into <paramref name="buffer"/> at <paramref name="start"/>; under the lock.</summary>
     private void ReadLocked(VolumeEntry v, long offset, Memory<byte> buffer, int start, int length, ref DataRead run)
     {
-        int bs = _settings.DataBlockSize;
-        long pos = offset;
-        int done = 0;
-        while (done < length)
+        for (int done = 0, n; done < length; done += n)
         {
-            long vblock = pos / bs;
-            int inBlock = (int)(pos % bs);
-            int n = Math.Min(length - done, bs - inBlock);
-            var m = Lookup(v.DeviceId, (ulong)vblock);
-            if (m is { } map)
+            n = NextReadPiece(v, offset + done, length - done, out long at);
+            if (at >= 0)
             {
-                n += ContiguousRun(v, vblock, map.DataBlock, length - done - n, shared: null);
-                long at = (long)map.DataBlock * bs + inBlock;
                 if (run.Length > 0 && (run.FileOffset + run.Length != at || run.Start + run.Length != start + done))
                     Finish(ref run, buffer);
                 if (run.Length == 0)
@@ -603,10 +588,29 @@ public sealed partial class ThinPool : IAsyncDisposable, IDisposable
                 run.Length += n;
             }
             else
-                ReadUnprovisioned(v, pos, buffer.Span.Slice(start + done, n));
-            pos += n;
-            done += n;
+                ReadUnprovisioned(v, offset + done, buffer.Span.Slice(start + done, n));
         }
+    }
+
+    /// <summary>
+    /// The next piece of a read, under the lock: from <paramref name="pos"/>, at most
+    /// <paramref name="left"/> bytes that continue in consecutive mapped data blocks
+    /// (<paramref name="fileAt"/>: where they start in the data file), or the rest of one
+    /// unprovisioned block (<paramref name="fileAt"/> -1). Returns the piece's length.
+    /// </summary>
+    private int NextReadPiece(VolumeEntry v, long pos, int left, out long fileAt)
+    {
+        int bs = _settings.DataBlockSize;
+        long vblock = pos / bs;
+        int inBlock = (int)(pos % bs);
+        int n = Math.Min(left, bs - inBlock);
+        if (Lookup(v.DeviceId, (ulong)vblock) is not { } map)
+        {
+            fileAt = -1;
+            return n;
+        }
+        fileAt = (long)map.DataBlock * bs + inBlock;
+        return n + ContiguousRun(v, vblock, map.DataBlock, left - n, shared: null);
     }
 
     /// <summary>Issues a gathered data read: past the page cache when it is a streaming one and aligned.</summary>
