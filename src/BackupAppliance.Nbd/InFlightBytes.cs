@@ -13,16 +13,6 @@ internal sealed class InFlightBytes(long limit) : IDisposable
     private readonly ManualResetEventSlim _released = new(false);
     private long _held;
 
-    /// <summary>Bytes held now.</summary>
-    public long Held
-    {
-        get
-        {
-            lock (_lock)
-                return _held;
-        }
-    }
-
     /// <summary>Takes <paramref name="bytes"/>, waiting for requests in flight to give theirs back first if need be.</summary>
     public void Take(long bytes, CancellationToken cancellationToken)
     {

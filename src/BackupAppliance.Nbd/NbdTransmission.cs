@@ -136,13 +136,7 @@ internal sealed class NbdTransmission
         finally
         {
             if (!dispatched)
-            {
-                if (payload is not null)
-                    ArrayPool<byte>.Shared.Return(payload);
-                if (bytes > 0)
-                    _bytes.Give(bytes);
-                _slots.Release();
-            }
+                EndRequest(payload, bytes);
         }
     }
 
@@ -190,12 +184,18 @@ internal sealed class NbdTransmission
         }
         finally
         {
-            if (payload is not null)
-                ArrayPool<byte>.Shared.Return(payload);
-            if (bytes > 0)
-                _bytes.Give(bytes);
-            _slots.Release();
+            EndRequest(payload, bytes);
         }
+    }
+
+    /// <summary>What a request held, given back: its payload buffer, its data bytes, its slot.</summary>
+    private void EndRequest(byte[]? payload, long bytes)
+    {
+        if (payload is not null)
+            ArrayPool<byte>.Shared.Return(payload);
+        if (bytes > 0)
+            _bytes.Give(bytes);
+        _slots.Release();
     }
 
     /// <summary>WRITE, FLUSH, TRIM, WRITE_ZEROES: run the volume call, answer with its status.</summary>
