@@ -31,7 +31,8 @@ public static class AgentDaemon
         await using var transport = await NatsConnect.ConnectAsync(natsOptions, log, cancellationToken).ConfigureAwait(false);
         var service = new AgentService(config, pool, transport, log);
 
-        var server = new NbdServer(new TrackedPoolExports(pool), new NbdServerOptions
+        // "none" and no Unix socket: nothing is served (a server with no endpoint cannot be made).
+        NbdServer? server = config.NbdEndPoint is null && config.NbdUnix is null ? null : new NbdServer(new TrackedPoolExports(pool), new NbdServerOptions
         {
             TcpEndPoint = config.NbdEndPoint,
             UnixSocketPath = config.NbdUnix,
@@ -39,15 +40,15 @@ public static class AgentDaemon
         });
         using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var tasks = new List<Task>();
-        if (config.NbdEndPoint is not null || config.NbdUnix is not null)
+        if (server is not null)
             await server.StartAsync(cancellationToken).ConfigureAwait(false);
         var control = new ControlServer(config.ControlSocketPath, (r, ct) => HandleAsync(service, config, r, ct), m => log.Error(m));
         tasks.Add(control.RunAsync(stopping.Token));
         if (alongside is not null)
             tasks.Add(alongside(pool, stopping.Token));
-        string nbd = string.Join(" and ", new[] { server.TcpEndPoint?.ToString(), server.UnixSocketPath }.Where(s => s is not null));
+        string nbd = string.Join(" and ", new[] { server?.TcpEndPoint?.ToString(), server?.UnixSocketPath }.Where(s => s is not null));
         log.Info($"agent {config.Agent}: pool {config.PoolPath}, volumes {string.Join(", ", config.Volumes.Select(v => v.Name))}; NBD on {(nbd.Length > 0 ? nbd : "nothing")}; control socket {control.SocketPath}");
-        ready?.Invoke($"agent {config.Agent} ready nbd={server.TcpEndPoint?.ToString() ?? "none"} control={control.SocketPath}");
+        ready?.Invoke($"agent {config.Agent} ready nbd={server?.TcpEndPoint?.ToString() ?? "none"} control={control.SocketPath}");
         try
         {
             await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
@@ -57,8 +58,11 @@ public static class AgentDaemon
         }
         log.Info("stopping: closing NBD connections, cancelling backups, committing the pool");
         stopping.Cancel();
-        await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
-        await server.DisposeAsync().ConfigureAwait(false);
+        if (server is not null)
+        {
+            await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await server.DisposeAsync().ConfigureAwait(false);
+        }
         try { await Task.WhenAll(tasks).ConfigureAwait(false); }
         catch (OperationCanceledException) { }
     }

@@ -167,6 +167,23 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public async Task AgentWithNbdListenNoneServesNothingAndRuns()
+    {
+        using var dir = Tool.TempDir();
+        await using var nats = await NatsServer.StartAsync();
+        string pool = dir.File("pool");
+        Expect(Tool.Bapp("pool", "create", "--pool", pool, "--data-size", "64M"));
+        Expect(Tool.Bapp("vol", "create", "--pool", pool, "disk", "--size", "4M"));
+        string path = dir.File("agent.json");
+        File.WriteAllText(path, $$"""{ "agent": "host1", "pool": "pool", "nbd_listen": "none", "nats": { "urls": ["{{nats.Url}}"] }, "volumes": [ { "name": "disk" } ] }""");
+        using var agent = BappProcess.Start("agent ", "agent", "run", "--config", path);
+        Assert.Contains(" nbd=none ", agent.ReadyLine);
+        int code = agent.Stop();
+        Assert.True(code == 0, $"exit {code}; stderr:\n{agent.Log}");
+        Assert.Contains("NBD on nothing", agent.Log);
+    }
+
+    [Fact]
     public void SecretAndTlsFilesAreRelativeToTheConfigFolder()
     {
         using var dir = Tool.TempDir();
