@@ -112,9 +112,13 @@ public static class AgentDaemon
             if (now - Interlocked.Read(ref _lastTicks) < 200 && value.BytesDone < value.BytesTotal)
                 return;
             Interlocked.Exchange(ref _lastTicks, now);
+            // done/total are the data bytes (the work: read, hash, compress) when there are any; a
+            // full backup's unmapped and zero ranges pass in no time and would skew the rate and ETA.
+            bool data = value.DataTotal > 0;
             request.Report(new JsonObject
             {
-                ["done"] = value.BytesDone, ["total"] = value.BytesTotal, ["sent"] = value.BytesSent,
+                ["done"] = data ? value.DataDone : value.BytesDone, ["total"] = data ? value.DataTotal : value.BytesTotal,
+                ["changed_done"] = value.BytesDone, ["changed_total"] = value.BytesTotal, ["sent"] = value.BytesSent,
                 ["wire"] = value.WireBytes, ["phase"] = value.Phase,
             });
         }

@@ -57,6 +57,42 @@ public class ReplicationFlowTests
     }
 
     [Fact]
+    public async Task ProgressCountsDataBytesApartFromZeroAndDiscardRanges()
+    {
+        await using var rig = await StartAsync();
+        var image = MakeImage(16 * 1024 * 1024, seed: 9);
+        image.AsSpan(4 * Block, 60 * Block).Clear();
+        image.AsSpan(200 * Block).Clear();
+        // A full backup's shape: data, a long unmapped stretch, data, unmapped to the end.
+        var source = rig.Source(image, Block, [
+            new(0, 4 * Block, SourceRangeKind.Data),
+            new(4 * Block, 60 * Block, SourceRangeKind.Discard),
+            new(64 * Block, 136 * Block, SourceRangeKind.Data),
+            new(200 * Block, 56 * Block, SourceRangeKind.Discard),
+        ], "snap-1");
+        var seen = new List<BackupProgress>();
+        var progress = new SynchronousProgress<BackupProgress>(p => { lock (seen) seen.Add(p); });
+        await new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, progress, CancellationToken.None);
+        source.Hashes.Dispose();
+
+        Assert.NotEmpty(seen);
+        Assert.All(seen, p => Assert.Equal(140L * Block, p.DataTotal));
+        Assert.All(seen, p => Assert.Equal(256L * Block, p.BytesTotal));
+        Assert.All(seen, p => Assert.InRange(p.DataDone, 0, p.BytesDone));
+        Assert.Equal(seen.Select(p => p.DataDone).Order(), seen.Select(p => p.DataDone));
+        Assert.Equal(140L * Block, seen[^1].DataDone);
+        Assert.Equal(256L * Block, seen[^1].BytesDone);
+        // Durable positions inside the second data range count the first range whole, the discard not at all.
+        Assert.All(seen.Where(p => p.BytesDone > 64L * Block && p.BytesDone < 200L * Block),
+            p => Assert.Equal(p.BytesDone - 60L * Block, p.DataDone));
+    }
+
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    [Fact]
     public async Task OfferOfACommittedTargetGetsItsPointAgain()
     {
         await using var rig = await StartAsync();

@@ -30,6 +30,7 @@ internal sealed class BackupTransfer : IAsyncDisposable
     private readonly FrameEncoder _encoder = new();
     private readonly DataFrameBuilder _builder;
     private readonly long[] _changedBefore;
+    private readonly long[] _dataBefore;
     private readonly long _started;
     private IAsyncDisposable? _subscription;
 
@@ -69,8 +70,12 @@ internal sealed class BackupTransfer : IAsyncDisposable
         _builder = new DataFrameBuilder(source, options.CompressionLevel, options.CompressionThreads);
         var ranges = source.Ranges;
         _changedBefore = new long[ranges.Count + 1];
+        _dataBefore = new long[ranges.Count + 1];
         for (int i = 0; i < ranges.Count; i++)
+        {
             _changedBefore[i + 1] = _changedBefore[i] + ranges[i].Length;
+            _dataBefore[i + 1] = _dataBefore[i] + (ranges[i].Kind == SourceRangeKind.Data ? ranges[i].Length : 0);
+        }
         _started = time.GetTimestamp();
     }
 
@@ -379,16 +384,23 @@ internal sealed class BackupTransfer : IAsyncDisposable
 
     private void Report(string phase)
     {
-        _progress?.Report(new BackupProgress(ChangedBelow(_ackedPosition), ChangedBytes, ChangedBelow(_builder.Position), _wireBytes, phase));
+        _progress?.Report(new BackupProgress(ChangedBelow(_ackedPosition), ChangedBytes, ChangedBelow(_builder.Position), _wireBytes, phase)
+        {
+            DataDone = Below(_dataBefore, _ackedPosition, dataOnly: true),
+            DataTotal = _dataBefore[^1],
+        });
     }
 
     /// <summary>Bytes of the changed ranges below an image offset.</summary>
-    private long ChangedBelow(long position)
+    private long ChangedBelow(long position) => Below(_changedBefore, position, dataOnly: false);
+
+    /// <summary>Bytes of the ranges (of data ranges only, with <paramref name="dataOnly"/>) below an image offset, from their prefix sums.</summary>
+    private long Below(long[] before, long position, bool dataOnly)
     {
         var ranges = _source.Ranges;
         int lo = DataFrameBuilder.FirstEndingAfter(ranges, position);
-        long below = _changedBefore[lo];
-        if (lo < ranges.Count && ranges[lo].Offset < position)
+        long below = before[lo];
+        if (lo < ranges.Count && ranges[lo].Offset < position && (!dataOnly || ranges[lo].Kind == SourceRangeKind.Data))
             below += position - ranges[lo].Offset;
         return below;
     }
