@@ -38,7 +38,10 @@ public sealed class StateLog : IDisposable
         }
         catch (OperationCanceledException)
         {
-            throw new Xunit.Sdk.XunitException($"no {state} within {bound.TotalSeconds} s; saw: {string.Join("; ", _seen.Select(s => $"{s.State} ({s.Reason})"))}");
+            // The pool's state too: a starved pool delays the client's events (see ThreadPoolFloor).
+            ThreadPool.GetMinThreads(out int minimum, out _);
+            throw new Xunit.Sdk.XunitException($"no {state} within {bound.TotalSeconds} s; saw: {string.Join("; ", _seen.Select(s => $"{s.State} ({s.Reason})"))}"
+                + $" (thread pool: {ThreadPool.ThreadCount} threads, minimum {minimum}, {ThreadPool.PendingWorkItemCount} work items waiting)");
         }
     }
 
