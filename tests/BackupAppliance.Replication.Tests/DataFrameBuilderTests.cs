@@ -7,7 +7,7 @@ namespace BackupAppliance.Replication.Tests;
 
 /// <summary>
 /// The frames a builder makes depend only on the source, never on how many threads compress:
-/// a resend rebuilds exactly what was sent. Data runs go out in pieces of at most 256 KiB.
+/// a resend rebuilds exactly what was sent. Data runs go out in pieces of at most 512 KiB.
 /// </summary>
 public sealed class DataFrameBuilderTests : IDisposable
 {
@@ -34,7 +34,7 @@ public sealed class DataFrameBuilderTests : IDisposable
             Assert.True(one.Frames[i].AsSpan().SequenceEqual(four.Frames[i]), $"frame {i + 1} differs");
         Assert.Equal(one.Digest, four.Digest);
 
-        // Every data extent is a piece of at most 256 KiB, and the frames cover every data byte.
+        // Every data extent is a piece of at most 512 KiB, and the frames cover every data byte.
         long dataBytes = 0;
         foreach (var bytes in four.Frames)
         {

@@ -9,8 +9,9 @@ public sealed record BackupSenderOptions
     public int CompressionLevel { get; init; } = 3;
 
     /// <summary>
-    /// Threads compressing and hashing a frame's data at once (pieces of 256 KiB): the sender's
-    /// limit on a host with cores to spare. Default: the processor count, at most 4.
+    /// Threads compressing and hashing a frame's data at once (pieces of 512 KiB, so a 1 MiB chunk
+    /// keeps two busy, more only where zero blocks split its data): the sender's limit on a host with
+    /// cores to spare. Default: the processor count, at most 4.
     /// </summary>
     public int CompressionThreads { get; init; } = Math.Min(4, Environment.ProcessorCount);
 

@@ -26,9 +26,11 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
 
     /// <summary>
     /// Data runs are compressed in pieces of at most this many bytes, each its own extent, so the
-    /// pieces of a chunk can be compressed and hashed on several threads at once.
+    /// pieces of a chunk can be compressed and hashed on several threads at once. Not smaller: zstd
+    /// picks its parameters from the input's size, and up to 256 KiB level 1 takes a set that
+    /// compressed a copy of /usr/share 15% slower on the agent (full backup CPU 5.8 s against 5.3 s).
     /// </summary>
-    internal const int PieceBytes = 256 * 1024;
+    internal const int PieceBytes = 512 * 1024;
 
     private readonly IBackupSource _source;
     private readonly SourceReadAhead _readAhead;
