@@ -10,6 +10,10 @@ namespace BackupAppliance.Replication.Integrity;
 /// whole image (<see cref="ImageDigest"/>) without re-reading it. Both ends keep one: the agent for
 /// its last committed base, the receiver for each point. A block that reads as zeros has the hash
 /// of that many zero bytes (the last block may be shorter than <see cref="BlockSize"/>).
+/// The file is sparse: such a block's entry is stored as 32 zero bytes (no SHA-256 is), mostly a
+/// hole, so the unmapped part of a thin volume costs its table no disk space, and copying the
+/// table, hashing it for the digest and syncing it skip the holes (no page cache for them). An
+/// entry holding the zero hash itself (tables written before) reads the same.
 /// Not thread-safe; one writer at a time.
 /// </summary>
 public sealed class BlockHashTable : IDisposable
@@ -50,7 +54,7 @@ public sealed class BlockHashTable : IDisposable
         var table = new BlockHashTable(file, path, imageSize, blockSize);
         try
         {
-            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.HashSize);
+            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.HashSize); // a new file: all holes, every block zeros
             long copied = 0;
             if (copyOf is not null)
             {
@@ -62,7 +66,6 @@ public sealed class BlockHashTable : IDisposable
                     copied--;
                 table.CopyFrom(copyOf, copied);
             }
-            table.SetZero(copied, table.BlockCount - copied);
             return table;
         }
         catch
@@ -103,22 +106,13 @@ public sealed class BlockHashTable : IDisposable
         CheckRange(firstBlock, count);
         if (count == 0)
             return;
-        var chunk = new byte[(int)Math.Min(count, ChunkBlocks) * WireProtocol.HashSize];
-        for (int i = 0; i < chunk.Length; i += WireProtocol.HashSize)
-            _zeroHash.CopyTo(chunk, i);
-        long block = firstBlock;
-        long end = firstBlock + count;
-        while (block < end)
-        {
-            int n = (int)Math.Min(end - block, ChunkBlocks);
-            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
-            if (block + n == BlockCount)
-                _lastZeroHash.CopyTo(span[^WireProtocol.HashSize..]);
-            RandomAccess.Write(_file, span, block * WireProtocol.HashSize);
-            if (block + n == BlockCount)
-                _zeroHash.CopyTo(span[^WireProtocol.HashSize..]);
-            block += n;
-        }
+        long offset = firstBlock * WireProtocol.HashSize, length = count * WireProtocol.HashSize;
+        if (SparseFile.TryPunch(_file, offset, length))
+            return;
+        // No holes here: zero entries written out.
+        var zeros = new byte[(int)Math.Min(length, ChunkBlocks * WireProtocol.HashSize)];
+        for (long done = 0; done < length; done += zeros.Length)
+            RandomAccess.Write(_file, zeros.AsSpan(0, (int)Math.Min(zeros.Length, length - done)), offset + done);
     }
 
     /// <summary>Reads the hashes of consecutive blocks from <paramref name="firstBlock"/>.</summary>
@@ -127,22 +121,49 @@ public sealed class BlockHashTable : IDisposable
         if (hashes.Length % WireProtocol.HashSize != 0)
             throw new ArgumentException($"buffer of {hashes.Length} bytes is not a multiple of {WireProtocol.HashSize}", nameof(hashes));
         CheckRange(firstBlock, hashes.Length / WireProtocol.HashSize);
-        int read = RandomAccess.Read(_file, hashes, firstBlock * WireProtocol.HashSize);
-        if (read != hashes.Length)
-            throw new InvalidDataException($"block hash table {Path} ended early at block {firstBlock + read / WireProtocol.HashSize}");
+        ReadRaw(firstBlock, hashes);
+        for (int i = 0; i < hashes.Length; i += WireProtocol.HashSize)
+        {
+            var entry = hashes.Slice(i, WireProtocol.HashSize);
+            if (!entry.ContainsAnyExcept((byte)0))
+                ZeroHashOf(firstBlock + i / WireProtocol.HashSize).CopyTo(entry);
+        }
     }
 
-    /// <summary>The image digest: SHA-256 over every block's hash, block 0 first.</summary>
+    /// <summary>The image digest: SHA-256 over every block's hash, block 0 first. Holes are not read.</summary>
     public byte[] ComputeDigest()
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
-        for (long block = 0; block < BlockCount; block += ChunkBlocks)
+        byte[]? zeroChunk = null;
+        long fileEnd = BlockCount * WireProtocol.HashSize;
+        for (long block = 0; block < BlockCount;)
         {
-            int n = (int)Math.Min(BlockCount - block, ChunkBlocks);
-            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
-            Get(block, span);
-            hash.AppendData(span);
+            // Holes (file-system blocks are whole entries: 32 divides their size) read as zeros.
+            long dataBlock = SparseFile.NextData(_file, block * WireProtocol.HashSize, fileEnd) / WireProtocol.HashSize;
+            for (int n; block < dataBlock; block += n)
+            {
+                n = (int)Math.Min(dataBlock - block, ChunkBlocks);
+                zeroChunk ??= FillZeroHashes(new byte[chunk.Length]);
+                if (block + n == BlockCount)
+                {
+                    // the last block's zero hash is of its own length
+                    hash.AppendData(zeroChunk.AsSpan(0, (n - 1) * WireProtocol.HashSize));
+                    hash.AppendData(_lastZeroHash);
+                }
+                else
+                    hash.AppendData(zeroChunk.AsSpan(0, n * WireProtocol.HashSize));
+            }
+            long holeBlock = (SparseFile.NextHole(_file, block * WireProtocol.HashSize, fileEnd) + WireProtocol.HashSize - 1) / WireProtocol.HashSize;
+            if (block < BlockCount)
+                holeBlock = Math.Max(holeBlock, block + 1); // always on, whatever lseek says
+            for (int n; block < holeBlock; block += n)
+            {
+                n = (int)Math.Min(holeBlock - block, ChunkBlocks);
+                var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
+                Get(block, span);
+                hash.AppendData(span);
+            }
         }
         return hash.GetHashAndReset();
     }
@@ -152,16 +173,43 @@ public sealed class BlockHashTable : IDisposable
 
     public void Dispose() => _file.Dispose();
 
+    /// <summary>Copies the first <paramref name="blocks"/> entries of <paramref name="source"/> as stored, skipping its holes (this new file has them already).</summary>
     private void CopyFrom(BlockHashTable source, long blocks)
     {
         var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
-        for (long block = 0; block < blocks; block += ChunkBlocks)
+        long end = blocks * WireProtocol.HashSize;
+        for (long at = 0; at < end;)
         {
-            int n = (int)Math.Min(blocks - block, ChunkBlocks);
-            var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
-            source.Get(block, span);
-            RandomAccess.Write(_file, span, block * WireProtocol.HashSize);
+            at = SparseFile.NextData(source._file, at, end);
+            long stop = SparseFile.NextHole(source._file, at, end);
+            if (stop <= at && at < end)
+                stop = Math.Min(end, at + chunk.Length); // always on, whatever lseek says
+            for (int n; at < stop; at += n)
+            {
+                n = (int)Math.Min(stop - at, chunk.Length);
+                var span = chunk.AsSpan(0, n);
+                source.ReadRaw(at / WireProtocol.HashSize, span);
+                if (span.ContainsAnyExcept((byte)0))
+                    RandomAccess.Write(_file, span, at);
+            }
         }
+    }
+
+    /// <summary>The entries as stored (zeros for a block that reads as zeros, or its zero hash).</summary>
+    private void ReadRaw(long firstBlock, Span<byte> entries)
+    {
+        int read = RandomAccess.Read(_file, entries, firstBlock * WireProtocol.HashSize);
+        if (read != entries.Length)
+            throw new InvalidDataException($"block hash table {Path} ended early at block {firstBlock + read / WireProtocol.HashSize}");
+    }
+
+    private byte[] ZeroHashOf(long block) => block == BlockCount - 1 ? _lastZeroHash : _zeroHash;
+
+    private byte[] FillZeroHashes(byte[] chunk)
+    {
+        for (int i = 0; i < chunk.Length; i += WireProtocol.HashSize)
+            _zeroHash.CopyTo(chunk, i);
+        return chunk;
     }
 
     private void CheckRange(long firstBlock, long count)
