@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using BackupAppliance.Core;
 using BackupAppliance.Replication.Wire;
 using Microsoft.Win32.SafeHandles;
 
@@ -107,7 +108,7 @@ public sealed class BlockHashTable : IDisposable
         if (count == 0)
             return;
         long offset = firstBlock * WireProtocol.HashSize, length = count * WireProtocol.HashSize;
-        if (SparseFile.TryPunch(_file, offset, length))
+        if (FileSync.PunchHole(_file, offset, length))
             return;
         // No holes here: zero entries written out.
         var zeros = new byte[(int)Math.Min(length, ChunkBlocks * WireProtocol.HashSize)];
@@ -140,7 +141,8 @@ public sealed class BlockHashTable : IDisposable
         for (long block = 0; block < BlockCount;)
         {
             // Holes (file-system blocks are whole entries: 32 divides their size) read as zeros.
-            long dataBlock = SparseFile.NextData(_file, block * WireProtocol.HashSize, fileEnd) / WireProtocol.HashSize;
+            var (dataAt, holeAt) = FileSync.NextDataRun(_file, block * WireProtocol.HashSize, fileEnd);
+            long dataBlock = dataAt / WireProtocol.HashSize, holeBlock = (holeAt + WireProtocol.HashSize - 1) / WireProtocol.HashSize;
             for (int n; block < dataBlock; block += n)
             {
                 n = (int)Math.Min(dataBlock - block, ChunkBlocks);
@@ -154,9 +156,6 @@ public sealed class BlockHashTable : IDisposable
                 else
                     hash.AppendData(zeroChunk.AsSpan(0, n * WireProtocol.HashSize));
             }
-            long holeBlock = (SparseFile.NextHole(_file, block * WireProtocol.HashSize, fileEnd) + WireProtocol.HashSize - 1) / WireProtocol.HashSize;
-            if (block < BlockCount)
-                holeBlock = Math.Max(holeBlock, block + 1); // always on, whatever lseek says
             for (int n; block < holeBlock; block += n)
             {
                 n = (int)Math.Min(holeBlock - block, ChunkBlocks);
@@ -180,10 +179,7 @@ public sealed class BlockHashTable : IDisposable
         long end = blocks * WireProtocol.HashSize;
         for (long at = 0; at < end;)
         {
-            at = SparseFile.NextData(source._file, at, end);
-            long stop = SparseFile.NextHole(source._file, at, end);
-            if (stop <= at && at < end)
-                stop = Math.Min(end, at + chunk.Length); // always on, whatever lseek says
+            (at, long stop) = FileSync.NextDataRun(source._file, at, end);
             for (int n; at < stop; at += n)
             {
                 n = (int)Math.Min(stop - at, chunk.Length);

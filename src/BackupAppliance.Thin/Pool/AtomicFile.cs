@@ -1,3 +1,5 @@
+using BackupAppliance.Core;
+
 namespace BackupAppliance.Thin.Pool;
 
 /// <summary>Replaces a small file atomically: write a temp file, fsync it, rename over, fsync the folder.</summary>

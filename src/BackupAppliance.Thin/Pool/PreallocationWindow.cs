@@ -1,3 +1,4 @@
+using BackupAppliance.Core;
 using Microsoft.Win32.SafeHandles;
 
 namespace BackupAppliance.Thin.Pool;

@@ -1,13 +1,14 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace BackupAppliance.Thin.Pool;
+namespace BackupAppliance.Core;
 
-/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching holes, preallocation, direct I/O, page-cache residency.</summary>
+/// <summary>The few POSIX calls .NET does not wrap: fsync of a folder, punching and finding holes, preallocation, direct I/O, page-cache residency.</summary>
 public static partial class FileSync
 {
     private const int ORdonly = 0, ODirectory = 0x10000;
     private const int FallocFlKeepSize = 0x01, FallocFlPunchHole = 0x02;
+    private const int SeekData = 3, SeekHole = 4, Enxio = 6;
     private const int ORdwr = 2, OCloexec = 0x80000;
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -24,6 +25,9 @@ public static partial class FileSync
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags, int mode);
@@ -79,6 +83,26 @@ public static partial class FileSync
         fallocate(file, FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0;
 
     /// <summary>
+    /// The next run of data (not a hole) of a file in [<paramref name="offset"/>, <paramref name="end"/>):
+    /// where it starts and where the next hole after it starts (lseek SEEK_DATA, SEEK_HOLE; the
+    /// file's end counts as a hole). (end, end) when only holes follow. A file system that cannot
+    /// tell holes answers one run of data from <paramref name="offset"/> to <paramref name="end"/>;
+    /// a run is never empty, so a caller walking runs always moves on.
+    /// </summary>
+    public static (long Start, long End) NextDataRun(SafeFileHandle file, long offset, long end)
+    {
+        if (offset >= end)
+            return (end, end);
+        long start = lseek(file, offset, SeekData);
+        if (start < 0)
+            return Marshal.GetLastPInvokeError() == Enxio ? (end, end) : (offset, end);
+        if (start >= end)
+            return (end, end);
+        long hole = lseek(file, start, SeekHole);
+        return (start, hole > start ? Math.Min(hole, end) : end);
+    }
+
+    /// <summary>
     /// Allocates a byte range of a file as unwritten extents (it still reads as zeroes; no data is
     /// written), without changing its size; false where the file system cannot.
     /// </summary>
@@ -100,7 +124,7 @@ public static partial class FileSync
 
     /// <summary>
     /// Opens a file read-write for direct I/O (O_DIRECT: past the page cache; memory, offsets and
-    /// lengths aligned to <see cref="Core.AlignedBufferPool.Alignment"/>); null where the platform or the file
+    /// lengths aligned to <see cref="AlignedBufferPool.Alignment"/>); null where the platform or the file
     /// system has none.
     /// </summary>
     public static SafeFileHandle? OpenDirect(string path)
