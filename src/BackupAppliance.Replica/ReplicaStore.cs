@@ -134,7 +134,7 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
 
     // ------------------------------------------------------------------ staging
 
-    public ValueTask<IStagedPoint> BeginStagingAsync(StagingRequest request, CancellationToken cancellationToken)
+    public async ValueTask<IStagedPoint> BeginStagingAsync(StagingRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
@@ -153,6 +153,8 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
         }
 
         DropStaging(key);
+        if (basePoint is not null)
+            await EnsureTableAsync(basePoint, cancellationToken).ConfigureAwait(false);
         string stagingName = StoreLayout.StagingVolume(request.Agent, request.Volume);
         string hashesPath = _layout.StagingHashes(request.Agent, request.Volume);
         EnsureFolder(_layout.StagingDir(request.Agent, request.Volume));
@@ -182,7 +184,7 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
                 _stagings[key] = state;
                 _open[key] = staged;
             }
-            return ValueTask.FromResult<IStagedPoint>(staged);
+            return staged;
         }
         catch
         {
@@ -266,7 +268,34 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
                 _open.Remove((r.Agent, r.Volume));
         }
         DeleteStagingFiles(r.Agent, r.Volume, deleteVolume: false);
+        DropOlderTables(r.Agent, r.Volume);
         return point;
+    }
+
+    /// <summary>
+    /// Only a volume's latest point keeps its block hash table: a backup builds on the latest point,
+    /// and a table costs 32 bytes per block of the whole image (512 MiB per TiB), which the points
+    /// would otherwise each hold again, shared with nothing. A point that becomes a base again without
+    /// one (the points above it were deleted) gets it rebuilt from its bytes (<see cref="EnsureTableAsync"/>).
+    /// A table left by a crash before this ran is removed on the next open.
+    /// </summary>
+    private void DropOlderTables(string agent, string volume)
+    {
+        List<ReplicaPoint> older;
+        lock (_gate)
+            older = _points.TryGetValue((agent, volume), out var list) ? list.Take(list.Count - 1).ToList() : [];
+        foreach (var p in older)
+            File.Delete(_layout.PointHashes(agent, volume, p.Id));
+    }
+
+    /// <summary>The base point's block hash table, rebuilt from the point's bytes when it has none.</summary>
+    private async ValueTask EnsureTableAsync(ReplicaPoint point, CancellationToken cancellationToken)
+    {
+        string path = _layout.PointHashes(point.Agent, point.Volume, point.Id);
+        if (File.Exists(path))
+            return;
+        var source = _pool.OpenVolume(StoreLayout.PointVolume(point.Agent, point.Volume, point.Id));
+        await PointTableBuilder.BuildAsync(source, path, point.BlockSize, cancellationToken).ConfigureAwait(false);
     }
 
     internal ValueTask AbandonAsync(StagedPoint staged, CancellationToken cancellationToken)
@@ -353,11 +382,12 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
                 throw new InvalidDataException($"point record {file} names {point.Agent}/{point.Volume}@{point.Id}, not {agent}/{volume}@{id}");
             points.Add(point);
         }
-        var ids = points.Select(p => p.Id).ToHashSet();
+        // Tables of points that are not the latest (see DropOlderTables), and of no point at all.
+        string? latest = points.Select(p => p.Id).OrderBy(id => id, Comparer<string>.Create(PointId.Compare)).LastOrDefault();
         foreach (string file in System.IO.Directory.GetFiles(folder))
         {
             string name = Path.GetFileName(file);
-            bool orphanTable = name.EndsWith(StoreLayout.HashesExtension, StringComparison.Ordinal) && !ids.Contains(name[..^StoreLayout.HashesExtension.Length]);
+            bool orphanTable = name.EndsWith(StoreLayout.HashesExtension, StringComparison.Ordinal) && name[..^StoreLayout.HashesExtension.Length] != latest;
             if (orphanTable || name.EndsWith(".tmp", StringComparison.Ordinal))
                 File.Delete(file);
         }

@@ -16,12 +16,12 @@ internal static class SparseImage
 
     public static async ValueTask WriteAsync(IBlockVolume source, string path, bool overwrite, IProgress<long>? progress, CancellationToken ct)
     {
-        string partial = path + ".partial";
         byte[] buffer = ArrayPool<byte>.Shared.Rent(Chunk);
         try
         {
-            using (var file = File.OpenHandle(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
+            await AtomicFile.WriteAsync(path, ".partial", overwrite, async partial =>
             {
+                using var file = File.OpenHandle(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.None);
                 RandomAccess.SetLength(file, source.Size);
                 var extents = await source.GetAllocationAsync(0, source.Size, ct).ConfigureAwait(false);
                 foreach (var e in extents)
@@ -37,14 +37,7 @@ internal static class SparseImage
                         progress?.Report(e.Offset + e.Length);
                 }
                 RandomAccess.FlushToDisk(file);
-            }
-            File.Move(partial, path, overwrite);
-            FileSync.Directory(Path.GetDirectoryName(path)!);
-        }
-        catch
-        {
-            File.Delete(partial);
-            throw;
+            }).ConfigureAwait(false);
         }
         finally
         {

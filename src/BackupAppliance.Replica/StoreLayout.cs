@@ -5,8 +5,8 @@ namespace BackupAppliance.Replica;
 
 /// <summary>
 /// Where a replica store keeps what, by name. In the store's folder: <c>pool/</c> (its thin pool),
-/// <c>points/&lt;agent&gt;/&lt;volume&gt;/&lt;id&gt;.json</c> and <c>.hashes</c> (each point's record
-/// and block hash table), <c>staging/&lt;agent&gt;/&lt;volume&gt;/progress.json</c> and
+/// <c>points/&lt;agent&gt;/&lt;volume&gt;/&lt;id&gt;.json</c> (each point's record) and <c>&lt;id&gt;.hashes</c>
+/// (the block hash table, of the latest point only), <c>staging/&lt;agent&gt;/&lt;volume&gt;/progress.json</c> and
 /// <c>hashes</c>. In the pool, a point is the volume <c>&lt;agent&gt;.&lt;volume&gt;.&lt;id&gt;</c> and
 /// a staging <c>&lt;agent&gt;.&lt;volume&gt;.staging</c>: agent and volume names have no dots and a
 /// point id starts with a digit, so the two never clash.

@@ -75,23 +75,66 @@ public sealed class ReplicaStoreTests
     }
 
     [Fact]
-    public async Task PointTablesHoldEveryBlocksHash()
+    public async Task TheLatestPointsTableHoldsEveryBlocksHashAndOlderPointsKeepNone()
     {
         using var dir = Tool.TempDir();
         var w = new ReplicaWorkload(seed: 2, size: (4L << 20) + 1000); // a short last block
         await using var store = NewStore(dir);
+        string pointsDir = Path.Combine(store.Directory, "points", A, V);
         for (int k = 0; k < 3; k++)
         {
             var p = await w.BackupAsync(store, k);
-            var image = w.Image(k);
-            var expected = new byte[BlockHashes.Count(image.Length, w.BlockSize) * WireProtocol.HashSize];
-            BlockHashes.Compute(image, w.BlockSize, expected);
-            using var table = BlockHashTable.Open(Path.Combine(store.Directory, "points", A, V, p.Id + ".hashes"), w.Size, w.BlockSize);
-            var actual = new byte[expected.Length];
-            table.Get(0, actual);
-            Assert.Equal(expected, actual);
+            Assert.Equal(TableOf(w, k), ReadTable(Path.Combine(pointsDir, p.Id + ".hashes"), w));
+            Assert.Equal(new[] { p.Id + ".hashes" }, Directory.GetFiles(pointsDir, "*.hashes").Select(Path.GetFileName));
         }
         await PointsAreWhole(store, w, "short last block");
+    }
+
+    /// <summary>
+    /// A base point without its table (the store keeps the latest point's only; here it is lost) gets
+    /// it rebuilt from the point's bytes, so the next increment's digest still verifies.
+    /// </summary>
+    [Fact]
+    public async Task AMissingBaseTableIsRebuiltFromThePointsBytes()
+    {
+        using var dir = Tool.TempDir();
+        var w = new ReplicaWorkload(seed: 5, size: (4L << 20) + 1000);
+        await using var store = NewStore(dir);
+        string pointsDir = Path.Combine(store.Directory, "points", A, V);
+        for (int k = 0; k < 3; k++)
+        {
+            var p = await w.BackupAsync(store, k);
+            string table = Path.Combine(pointsDir, p.Id + ".hashes");
+            if (k == 2)
+            {
+                Assert.Equal(TableOf(w, k), ReadTable(table, w));
+                break;
+            }
+            File.Delete(table);
+            // The next staging rebuilds it before copying it; the increment then commits only if the
+            // digest over the rebuilt entries matches the image.
+            var staged = await w.StageAsync(store, k + 1);
+            Assert.Equal(TableOf(w, k), ReadTable(table, w));
+            await staged.DisposeAsync();
+        }
+        await PointsAreWhole(store, w, "rebuilt tables");
+    }
+
+    /// <summary>The hash of every block of backup <paramref name="k"/>'s image.</summary>
+    private static byte[] TableOf(ReplicaWorkload w, int k)
+    {
+        var image = w.Image(k);
+        var expected = new byte[BlockHashes.Count(image.Length, w.BlockSize) * WireProtocol.HashSize];
+        BlockHashes.Compute(image, w.BlockSize, expected);
+        return expected;
+    }
+
+    private static byte[] ReadTable(string path, ReplicaWorkload w)
+    {
+        using var table = BlockHashTable.Open(path, w.Size, w.BlockSize);
+        var actual = new byte[table.BlockCount * WireProtocol.HashSize];
+        table.Get(0, actual);
+        return actual;
     }
 
     [Fact]
@@ -322,7 +365,10 @@ public sealed class ReplicaStoreTests
             await using var staged = await store.ResumeStagingAsync(A, V, default);
             await staged.PublishAsync(staged.ComputeDigest(), default);
         }
-        // A crash after the rename, before the staging's files were removed.
+        // A crash after the rename, before the staging's files and the older point's table were removed.
+        string latestTable = Directory.GetFiles(pointsDir, "*.hashes").Single();
+        string olderRecord = Directory.GetFiles(pointsDir, "*.json").Single(f => f[..^5] + ".hashes" != latestTable);
+        File.Copy(latestTable, olderRecord[..^5] + ".hashes");
         Directory.CreateDirectory(stagingDir);
         File.WriteAllText(Path.Combine(stagingDir, "progress.json"), savedProgress);
         File.Copy(Path.Combine(pointsDir, Directory.GetFiles(pointsDir, "*.hashes").Max()!), Path.Combine(stagingDir, "hashes"));
@@ -330,6 +376,7 @@ public sealed class ReplicaStoreTests
         {
             Assert.Null(store.FindStaging(A, V));
             Assert.False(Directory.Exists(stagingDir));
+            Assert.Single(Directory.GetFiles(pointsDir, "*.hashes"));
             await PointsAreWhole(store, w, "after a finished publish");
             Assert.Equal(2, store.ListPoints(A, V).Count);
         }

@@ -2,9 +2,30 @@ using BackupAppliance.Core;
 
 namespace BackupAppliance.Thin.Pool;
 
-/// <summary>Replaces a small file atomically: write a temp file, fsync it, rename over, fsync the folder.</summary>
+/// <summary>Replaces a file atomically: write a temp file, fsync it, rename over, fsync the folder.</summary>
 public static class AtomicFile
 {
+    /// <summary>
+    /// Lets <paramref name="write"/> write and fsync the file <c>&lt;path&gt;&lt;suffix&gt;</c>, then
+    /// renames it to <paramref name="path"/> and syncs the folder; on failure the partial file is
+    /// removed. For files written in pieces (images, tables); <see cref="Write"/> for small ones.
+    /// </summary>
+    public static async ValueTask WriteAsync(string path, string suffix, bool overwrite, Func<string, ValueTask> write)
+    {
+        string partial = path + suffix;
+        try
+        {
+            await write(partial).ConfigureAwait(false);
+            File.Move(partial, path, overwrite);
+            FileSync.Directory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        }
+        catch
+        {
+            File.Delete(partial);
+            throw;
+        }
+    }
+
     public static void Write(string path, ReadOnlySpan<byte> content)
     {
         string tmp = path + ".tmp";
