@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Incremental backups of the same small change against the volume's virtual size.
 #
-#   ops/bench/backup-size.sh [--sizes 4G,1T] [--runs 3] [--change 4M]
+#   ops/bench/backup-size.sh [--sizes 4G,1T] [--runs 3] [--change 4M] [--dense]
 #
 # For each size: an agent pool with one empty volume of that size, a receiver with its own pool,
 # nats-server on loopback (as ops/bench/backup.sh). A first backup (full: the volume is unmapped
@@ -9,6 +9,9 @@
 # qemu-io. Prints per size: the wall time of `bapp backup now` (published CLI), the agent's own
 # time for the backup, and how much the receiver's folder grew per incremental point (du).
 # A backup that costs what changed stays flat across sizes; what grows shows what does not.
+# --dense: before the full backup, one 64 KiB block is written every 8 MiB over the whole volume, so
+# that every 4 KiB page of the block hash tables holds data, as for a fully written volume, with
+# 1/128 of its data (8 GiB at 1 TiB; written through NBD, which takes a while).
 # Needs little space for the data, but the block hash tables are files of 32 bytes per 64 KiB
 # block of the volume (512 MiB at 1 TiB) on each side and per point: about (RUNS + 2) x that.
 set -euo pipefail
@@ -18,11 +21,13 @@ bapp="$root/ops/bapp"
 sizes=4G,1T
 runs=3
 change=4M
+dense=0
 while (($#)); do
   case $1 in
     --sizes) sizes=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --change) change=$2; shift 2 ;;
+    --dense) dense=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "backup-size.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -48,7 +53,7 @@ ready() {
   echo "backup-size.sh: error: no ready line in $1" >&2; cat "${1%.out}.log" >&2; exit 1
 }
 
-echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown); change $change per incremental"
+echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown); change $change per incremental$( ((dense)) && echo '; dense: a 64 KiB block every 8 MiB')"
 echo "| virtual size | incremental, wall (CLI) | agent's time | receiver's folder per point |"
 echo "|---:|---:|---:|---:|"
 for size in ${sizes//,/ }; do
@@ -71,6 +76,14 @@ JSON
   ready "$w/receiver.out"; ready "$w/agent.out"
   nbd=$(sed -n 's/.* nbd=\([^ ]*\) .*/\1/p' "$w/agent.out")
   walls=(); agents=(); growth=()
+  if ((dense)); then
+    bytes=$(numfmt --from=iec "$size")
+    python3 -c "
+import sys
+for at in range(0, $bytes, 8 << 20):
+    sys.stdout.write(f'write -P {(at >> 23) % 255 + 1} {at} 64k\n')
+" | qemu-io -f raw "nbd://$nbd/disk" > /dev/null
+  fi
   for i in $(seq 0 "$runs"); do
     qemu-io -f raw -c "write -P $((i + 1)) $((i * 7))M $change" "nbd://$nbd/disk" > /dev/null
     before=$(du -sk "$w/replica" | cut -f1)
