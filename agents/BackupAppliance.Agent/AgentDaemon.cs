@@ -80,6 +80,13 @@ public static class AgentDaemon
                     ["volume"] = volume, ["point"] = r.Point, ["digest"] = Convert.ToHexStringLower(r.Digest),
                     ["changed_bytes"] = r.ChangedBytes, ["data_bytes"] = r.DataBytes, ["wire_bytes"] = r.WireBytes,
                     ["seconds"] = r.Elapsed.TotalSeconds, ["resumed"] = r.Resumed,
+                    ["timings"] = new JsonObject
+                    {
+                        ["framing_seconds"] = r.Timings.Framing.TotalSeconds,
+                        ["publishing_seconds"] = r.Timings.Publishing.TotalSeconds,
+                        ["waiting_for_receiver_seconds"] = r.Timings.WaitingForReceiver.TotalSeconds,
+                        ["committing_seconds"] = r.Timings.Committing.TotalSeconds,
+                    },
                 };
             }
             case "status":

@@ -146,7 +146,8 @@ public sealed class AgentService
             if (oldTable is not null && oldTable != tableName)
                 File.Delete(_state.HashesPath(oldTable));
             DeleteSnapshot(pending.Snapshot);
-            _log.Info($"{volume}: point {result.Point} committed: {result.ChangedBytes} bytes changed, {result.DataBytes} sent as data, {result.WireBytes} on the wire in {result.Elapsed.TotalSeconds:F1} s" + (result.Resumed ? " (resumed)" : ""));
+            _log.Info($"{volume}: point {result.Point} committed: {result.ChangedBytes} bytes changed, {result.DataBytes} sent as data, {result.WireBytes} on the wire in {result.Elapsed.TotalSeconds:F1} s" + (result.Resumed ? " (resumed)" : "")
+                + $"; framing {result.Timings.Framing.TotalSeconds:F2} s, publishing {result.Timings.Publishing.TotalSeconds:F2} s, waiting for the receiver {result.Timings.WaitingForReceiver.TotalSeconds:F2} s, committing {result.Timings.Committing.TotalSeconds:F2} s");
             return result;
         }
         finally

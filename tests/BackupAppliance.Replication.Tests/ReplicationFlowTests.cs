@@ -87,6 +87,29 @@ public class ReplicationFlowTests
             p => Assert.Equal(p.BytesDone - 60L * Block, p.DataDone));
     }
 
+    /// <summary>
+    /// A receiver whose every durable point takes 40 ms, with a credit of 2 frames: the sender runs out
+    /// of credit again and again, and the result says the receiver set the pace; its parts never add
+    /// up to more than the whole.
+    /// </summary>
+    [Fact]
+    public async Task TimingsShowTheWaitForASlowReceiver()
+    {
+        await using var rig = await StartAsync(new ReceiverOptions { CreditWindow = 2, DurableEvery = 1 });
+        rig.Store.DurableDelay = TimeSpan.FromMilliseconds(40);
+        var image = MakeImage(8 * 1024 * 1024, seed: 12); // at least 9 frames of at most 960 KiB
+        var result = await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+
+        var t = result.Timings;
+        Assert.True(rig.Store.MakeDurableCalls >= 9, $"{rig.Store.MakeDurableCalls} durable points");
+        // Every frame past the first two waits for an earlier one's durable point.
+        Assert.True(t.WaitingForReceiver >= TimeSpan.FromMilliseconds(40 * 5), $"waited {t.WaitingForReceiver} for the receiver");
+        Assert.True(t.Framing > TimeSpan.Zero, "no time framing");
+        Assert.True(t.Committing > TimeSpan.Zero, "no time committing");
+        var parts = t.Framing + t.Publishing + t.WaitingForReceiver + t.Committing;
+        Assert.True(parts <= result.Elapsed, $"the parts ({parts}) exceed the whole ({result.Elapsed})");
+    }
+
     private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);

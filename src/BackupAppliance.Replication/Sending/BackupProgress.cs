@@ -23,4 +23,8 @@ public sealed record BackupProgress(long BytesDone, long BytesTotal, long BytesS
 /// <param name="DataBytes">Bytes sent as data (before compression).</param>
 /// <param name="WireBytes">Bytes of every frame published, resends included.</param>
 /// <param name="Resumed">Whether the receiver resumed an earlier, interrupted attempt.</param>
-public sealed record BackupResult(string Point, byte[] Digest, long ChangedBytes, long DataBytes, long WireBytes, bool Resumed, TimeSpan Elapsed);
+public sealed record BackupResult(string Point, byte[] Digest, long ChangedBytes, long DataBytes, long WireBytes, bool Resumed, TimeSpan Elapsed)
+{
+    /// <summary>Where <see cref="Elapsed"/> went on the agent.</summary>
+    public BackupTimings Timings { get; init; } = BackupTimings.None;
+}

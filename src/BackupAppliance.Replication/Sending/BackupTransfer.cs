@@ -53,6 +53,8 @@ internal sealed class BackupTransfer : IAsyncDisposable
     private long _wireBytes;
     private long _dataBytes;
     private bool _resumed;
+    // Where the time went (see BackupTimings), in TimeProvider ticks.
+    private long _framing, _publishing, _waitingForReceiver, _committing;
     private byte[]? _digest;
     private CommitAck? _committed;
 
@@ -182,7 +184,13 @@ internal sealed class BackupTransfer : IAsyncDisposable
             }
             if (_builder.Done && !_commitSent)
                 await SendCommitAsync(cancellationToken);
-            if (!await WaitForReplyAsync(quietSince, _options.AckTimeout, cancellationToken))
+            long waitStart = _time.GetTimestamp();
+            bool replied = await WaitForReplyAsync(quietSince, _options.AckTimeout, cancellationToken);
+            if (_builder.Done)
+                Count(ref _committing, waitStart); // every frame is out: the commit is awaited
+            else
+                Count(ref _waitingForReceiver, waitStart); // out of credit
+            if (!replied)
             {
                 Report("waiting");
                 return null;
@@ -277,24 +285,30 @@ internal sealed class BackupTransfer : IAsyncDisposable
     private async ValueTask SendNextFrameAsync(CancellationToken cancellationToken)
     {
         long start = _builder.Position;
+        long began = _time.GetTimestamp();
         var frame = await _builder.NextAsync(_stream, cancellationToken);
+        Count(ref _framing, began);
         if (frame is null)
             return;
         _frameStarts[_next] = start;
         _dataBytes += frame.DataLength;
+        began = _time.GetTimestamp();
         await PublishAsync(_data, _next, frame, cancellationToken);
+        Count(ref _publishing, began);
         _highestSent = Math.Max(_highestSent, _next);
         _next++;
     }
 
     private async ValueTask SendCommitAsync(CancellationToken cancellationToken)
     {
+        long began = _time.GetTimestamp();
         await _builder.HashUpToAsync(_source.Size, cancellationToken);
         if (_digest is null)
         {
             _source.Hashes.Flush();
             _digest = _source.Hashes.ComputeDigest();
         }
+        Count(ref _committing, began);
         Report("committing");
         await PublishAsync(_control, _next, new Commit(_stream, _next - 1, _digest), cancellationToken);
         _commitSent = true;
@@ -311,8 +325,16 @@ internal sealed class BackupTransfer : IAsyncDisposable
                 _source.Agent, _source.Volume);
         _ackedPosition = _source.Size;
         Report("done");
-        return new BackupResult(done.Point, digest, ChangedBytes, _dataBytes, _wireBytes, _resumed, _time.GetElapsedTime(_started));
+        return new BackupResult(done.Point, digest, ChangedBytes, _dataBytes, _wireBytes, _resumed, _time.GetElapsedTime(_started))
+        {
+            Timings = new BackupTimings(Span(_framing), Span(_publishing), Span(_waitingForReceiver), Span(_committing)),
+        };
     }
+
+    /// <summary>Adds the time since <paramref name="since"/> to <paramref name="total"/> (ticks).</summary>
+    private void Count(ref long total, long since) => total += _time.GetTimestamp() - since;
+
+    private TimeSpan Span(long ticks) => TimeSpan.FromSeconds((double)ticks / _time.TimestampFrequency);
 
     private async ValueTask PublishAsync(string subject, ulong sequence, ReplicationMessage message, CancellationToken cancellationToken)
     {

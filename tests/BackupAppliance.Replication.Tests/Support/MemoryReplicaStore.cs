@@ -33,6 +33,9 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
 
     public int MakeDurableCalls { get; private set; }
 
+    /// <summary>How long each <see cref="IStagedPoint.MakeDurableAsync"/> takes (a slow disk on the receiver).</summary>
+    public TimeSpan DurableDelay { get; set; }
+
     public bool Keeps(string agent, string volume) => _kept.Contains((agent, volume));
 
     public IReadOnlyList<ReplicaPoint> ListPoints(string agent, string volume)
@@ -206,8 +209,10 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
             return ValueTask.CompletedTask;
         }
 
-        public ValueTask MakeDurableAsync(ulong sequence, long position, long changedBytes, CancellationToken cancellationToken)
+        public async ValueTask MakeDurableAsync(ulong sequence, long position, long changedBytes, CancellationToken cancellationToken)
         {
+            if (store.DurableDelay > TimeSpan.Zero)
+                await Task.Delay(store.DurableDelay, cancellationToken);
             List<TaskCompletionSource> reached = new();
             lock (store._gate)
             {
@@ -222,7 +227,6 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
             }
             foreach (var r in reached)
                 r.TrySetResult();
-            return ValueTask.CompletedTask;
         }
 
         public byte[] ComputeDigest()
