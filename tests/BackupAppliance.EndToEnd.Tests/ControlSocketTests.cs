@@ -14,7 +14,7 @@ namespace BackupAppliance.EndToEnd.Tests;
 /// Unix socket: malformed requests get one error line, progress lines come before the result, and a
 /// client that hangs up cancels the operation.
 /// </summary>
-public sealed class ControlSocketTests : IAsyncDisposable
+public sealed class ControlSocketTests : IAsyncLifetime
 {
     private readonly TempDir _dir = Tool.TempDir();
     private readonly CancellationTokenSource _stop = new();
@@ -154,7 +154,11 @@ public sealed class ControlSocketTests : IAsyncDisposable
         return lines;
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    // xUnit 2 disposes a test class through IAsyncLifetime or IDisposable, not IAsyncDisposable: this
+    // folder (and the socket in it) was left behind by every test.
+    public async Task DisposeAsync()
     {
         await _stop.CancelAsync();
         if (_serving is not null)
