@@ -34,6 +34,10 @@ fi
 log=$(mktemp "${TMPDIR:-/tmp}/bapp-test.XXXXXX")
 trap 'rm -f "$log"' EXIT
 
+# No debugger pipes or diagnostics socket per .NET process: the campaigns kill -9 a few hundred of
+# them, and each would leave three files behind in /tmp.
+export DOTNET_EnableDiagnostics=0
+
 # Keep dotnet test's own exit code despite the pipe through tee.
 set +e
 dotnet test BackupAppliance.sln -c Release --no-build ${pass[@]+"${pass[@]}"} 2>&1 | tee "$log"
