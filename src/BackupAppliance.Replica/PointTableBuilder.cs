@@ -21,7 +21,7 @@ internal static class PointTableBuilder
     {
         int chunk = Math.Max(blockSize, Chunk / blockSize * blockSize);
         byte[] buffer = ArrayPool<byte>.Shared.Rent(chunk);
-        byte[] hash = new byte[WireProtocol.HashSize];
+        byte[] hashes = ArrayPool<byte>.Shared.Rent(chunk / blockSize * WireProtocol.HashSize);
         try
         {
             await AtomicFile.WriteAsync(path, ".tmp", overwrite: true, async partial =>
@@ -37,14 +37,17 @@ internal static class PointTableBuilder
                     if (OnlyHoles(extents, e, pos, pos + n))
                         continue;
                     await source.ReadAsync(pos, buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
-                    for (int at = 0; at < n; at += blockSize)
+                    var entries = hashes.AsSpan(0, BlockHashes.Count(n, blockSize) * WireProtocol.HashSize);
+                    for (int at = 0, i = 0; at < n; at += blockSize, i += WireProtocol.HashSize)
                     {
                         var block = buffer.AsSpan(at, Math.Min(blockSize, n - at));
-                        if (!block.ContainsAnyExcept((byte)0))
-                            continue; // the table's zero entry already means "reads as zeros"
-                        BlockHashes.Compute(block, blockSize, hash);
-                        table.Set((pos + at) / blockSize, hash);
+                        var entry = entries.Slice(i, WireProtocol.HashSize);
+                        if (block.ContainsAnyExcept((byte)0))
+                            BlockHashes.Compute(block, blockSize, entry);
+                        else
+                            entry.Clear(); // a zero entry is the table's "reads as zeros"
                     }
+                    table.Set(pos / blockSize, entries);
                 }
                 table.Flush();
             }).ConfigureAwait(false);
@@ -52,6 +55,7 @@ internal static class PointTableBuilder
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(hashes);
         }
     }
 
