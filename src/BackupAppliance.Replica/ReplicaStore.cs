@@ -382,8 +382,9 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
                 throw new InvalidDataException($"point record {file} names {point.Agent}/{point.Volume}@{point.Id}, not {agent}/{volume}@{id}");
             points.Add(point);
         }
+        points.Sort((a, b) => PointId.Compare(a.Id, b.Id));
         // Tables of points that are not the latest (see DropOlderTables), and of no point at all.
-        string? latest = points.Select(p => p.Id).OrderBy(id => id, Comparer<string>.Create(PointId.Compare)).LastOrDefault();
+        string? latest = points.Count > 0 ? points[^1].Id : null;
         foreach (string file in System.IO.Directory.GetFiles(folder))
         {
             string name = Path.GetFileName(file);
@@ -392,7 +393,6 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
                 File.Delete(file);
         }
         FileSync.Directory(folder);
-        points.Sort((a, b) => PointId.Compare(a.Id, b.Id));
         if (points.Count > 0)
             _points[(agent, volume)] = points;
     }

@@ -16,8 +16,7 @@ public static class AtomicFile
         try
         {
             await write(partial).ConfigureAwait(false);
-            File.Move(partial, path, overwrite);
-            FileSync.Directory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            Rename(partial, path, overwrite);
         }
         catch
         {
@@ -34,7 +33,13 @@ public static class AtomicFile
             f.Write(content);
             f.Flush(flushToDisk: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        Rename(tmp, path, overwrite: true);
+    }
+
+    /// <summary>Gives the written, synced file its name, durably (the folder is synced too).</summary>
+    private static void Rename(string written, string path, bool overwrite)
+    {
+        File.Move(written, path, overwrite);
         FileSync.Directory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 }
