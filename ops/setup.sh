@@ -57,6 +57,7 @@ packages=(
   qemu-utils                # qemu-img / qemu-nbd
   nbdkit                    # reference NBD server
   zstd libzstd1             # chunk compression
+  libxxhash0 xxhash         # block hashes (XXH3-128), xxhsum as their oracle
   python3-msgpack           # cross-checking msgpack payloads
   e2fsprogs                 # mkfs.ext4 etc. for filesystem-level checks
   fio                       # I/O load generation

@@ -91,6 +91,13 @@ public sealed class AgentService
             _log.Warn($"{volume}: the volume's size changed ({state.BaseSize} → {entry.Size} bytes); a full backup follows");
             state = ForgetBase(volume);
         }
+        if (state.BasePoint is not null && !BlockHashTable.Fits(_state.HashesPath(state.BaseHashes!), state.BaseSize, state.BaseBlockSize))
+        {
+            // Missing, damaged, or of an older version (32-byte SHA-256 entries): the base image is
+            // gone from this host, so the table cannot be rebuilt, and without it no digest can be.
+            _log.Warn($"{volume}: the base's block hash table {state.BaseHashes} is missing or of an older format; a full backup follows");
+            state = ForgetBase(volume);
+        }
         var pending = state.Pending;
         if (pending is not null && (pending.BasePoint != state.BasePoint || _pool.Pool.Volumes.All(v => v.Name != pending.Snapshot)))
         {

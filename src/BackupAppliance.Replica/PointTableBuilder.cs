@@ -21,7 +21,7 @@ internal static class PointTableBuilder
     {
         int chunk = Math.Max(blockSize, Chunk / blockSize * blockSize);
         byte[] buffer = ArrayPool<byte>.Shared.Rent(chunk);
-        byte[] hashes = ArrayPool<byte>.Shared.Rent(chunk / blockSize * WireProtocol.HashSize);
+        byte[] hashes = ArrayPool<byte>.Shared.Rent(chunk / blockSize * WireProtocol.BlockHashSize);
         try
         {
             await AtomicFile.WriteAsync(path, ".tmp", overwrite: true, async partial =>
@@ -37,13 +37,13 @@ internal static class PointTableBuilder
                     if (OnlyHoles(extents, e, pos, pos + n))
                         continue;
                     await source.ReadAsync(pos, buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
-                    var entries = hashes.AsSpan(0, BlockHashes.Count(n, blockSize) * WireProtocol.HashSize);
-                    for (int at = 0, i = 0; at < n; at += blockSize, i += WireProtocol.HashSize)
+                    var entries = hashes.AsSpan(0, BlockHashes.Count(n, blockSize) * WireProtocol.BlockHashSize);
+                    for (int at = 0, i = 0; at < n; at += blockSize, i += WireProtocol.BlockHashSize)
                     {
                         var block = buffer.AsSpan(at, Math.Min(blockSize, n - at));
-                        var entry = entries.Slice(i, WireProtocol.HashSize);
+                        var entry = entries.Slice(i, WireProtocol.BlockHashSize);
                         if (block.ContainsAnyExcept((byte)0))
-                            BlockHashes.Compute(block, blockSize, entry);
+                            BlockHashes.Hash(block, entry);
                         else
                             entry.Clear(); // a zero entry is the table's "reads as zeros"
                     }

@@ -30,8 +30,8 @@ internal static class RecordFiles
         byte[] digest;
         try { digest = Convert.FromHexString(j.Digest ?? ""); }
         catch (FormatException e) { throw new InvalidDataException($"point record {path}: digest is not hex: {e.Message}", e); }
-        if (digest.Length != WireProtocol.HashSize)
-            throw new InvalidDataException($"point record {path}: digest is {digest.Length} bytes, not {WireProtocol.HashSize}");
+        if (digest.Length != WireProtocol.DigestSize)
+            throw new InvalidDataException($"point record {path}: digest is {digest.Length} bytes, not {WireProtocol.DigestSize}");
         return new ReplicaPoint(j.Agent, j.Volume, j.Id, j.BasePoint, j.SourceSnapshot, j.Stream, j.Created, j.Size, j.BlockSize, j.ChangedBytes, digest);
     }
 

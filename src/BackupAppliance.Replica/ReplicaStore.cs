@@ -288,11 +288,14 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
             File.Delete(_layout.PointHashes(agent, volume, p.Id));
     }
 
-    /// <summary>The base point's block hash table, rebuilt from the point's bytes when it has none.</summary>
+    /// <summary>
+    /// The base point's block hash table, rebuilt from the point's bytes when it has none, or one of
+    /// an older format (32-byte SHA-256 entries, before protocol version 2).
+    /// </summary>
     private async ValueTask EnsureTableAsync(ReplicaPoint point, CancellationToken cancellationToken)
     {
         string path = _layout.PointHashes(point.Agent, point.Volume, point.Id);
-        if (File.Exists(path))
+        if (BlockHashTable.Fits(path, point.Size, point.BlockSize))
             return;
         var source = _pool.OpenVolume(StoreLayout.PointVolume(point.Agent, point.Volume, point.Id));
         await PointTableBuilder.BuildAsync(source, path, point.BlockSize, cancellationToken).ConfigureAwait(false);
@@ -409,7 +412,7 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
             long blocks = (r.Size + r.BlockSize - 1) / r.BlockSize;
             if (r.Agent != agent || r.Volume != volume)
                 throw new InvalidDataException($"staging progress {progress} names {r.Agent}/{r.Volume}, not {agent}/{volume}");
-            if (!hashes.Exists || hashes.Length != blocks * WireProtocol.HashSize)
+            if (!hashes.Exists || hashes.Length != blocks * WireProtocol.BlockHashSize)
                 state = null;
         }
         if (state is null)

@@ -70,8 +70,8 @@ internal sealed class StagedPoint : IStagedPoint
     {
         CheckExtent(offset, length);
         int blocks = BlockHashes.Count(length, _blockSize);
-        if (hashBytes != blocks * WireProtocol.HashSize)
-            throw Invalid($"{length} bytes at {offset} are {blocks} blocks and need {blocks * WireProtocol.HashSize} bytes of hashes, not {hashBytes}");
+        if (hashBytes != blocks * WireProtocol.BlockHashSize)
+            throw Invalid($"{length} bytes at {offset} are {blocks} blocks and need {blocks * WireProtocol.BlockHashSize} bytes of hashes, not {hashBytes}");
     }
 
     public async ValueTask ZeroAsync(long offset, long length, bool discard, CancellationToken cancellationToken)
@@ -115,8 +115,8 @@ internal sealed class StagedPoint : IStagedPoint
     {
         ThrowIfClosed();
         ArgumentNullException.ThrowIfNull(digest);
-        if (digest.Length != WireProtocol.HashSize)
-            throw Invalid($"a digest is {WireProtocol.HashSize} bytes, not {digest.Length}");
+        if (digest.Length != WireProtocol.DigestSize)
+            throw Invalid($"a digest is {WireProtocol.DigestSize} bytes, not {digest.Length}");
         // The caller compared already; a point must never carry a digest its table does not have.
         var actual = ComputeDigest();
         if (!actual.AsSpan().SequenceEqual(digest))

@@ -50,6 +50,49 @@ public sealed class BackupEndToEndTests
     }
 
     /// <summary>
+    /// An agent whose base table is of the format before protocol version 2 (32-byte SHA-256
+    /// entries) cannot rebuild it (the base image is gone from the host): its next backup is a full
+    /// one, says why in the log, and restores to the source; the incremental after it is small again.
+    /// </summary>
+    [Fact]
+    public async Task AnOlderFormatBaseTableMakesTheNextBackupFull()
+    {
+        const long size = 16L << 20;
+        await using var rig = await BackupRig.StartAsync(size);
+        var rng = new Random(8);
+        rig.Write(rng, writes: 20, maxLength: 1 << 20);
+        string first = rig.BackupNowOk()["point"]!.GetValue<string>();
+
+        rig.StopDaemonsCleanly();
+        string table = Assert.Single(Directory.GetFiles(rig.Folder, $"{BackupRig.Volume}.{first}.hashes", SearchOption.AllDirectories));
+        long blocks = new FileInfo(table).Length / 16;
+        var old = new byte[blocks * 32];
+        rng.NextBytes(old);
+        File.WriteAllBytes(table, old);
+        rig.StartReceiver();
+        rig.StartAgent();
+
+        rig.Write(rng, writes: 2, maxLength: 64 << 10);
+        string sha = rig.Snapshot("source-1.raw");
+        var full = rig.BackupNowOk();
+        string second = full["point"]!.GetValue<string>();
+        Assert.True(full["changed_bytes"]!.GetValue<long>() == size, $"changed {full["changed_bytes"]} of {size} bytes: not a full backup\n{rig.Logs}");
+        Assert.Contains("block hash table", rig.Logs);
+        Assert.Contains("older format; a full backup follows", rig.Logs);
+        var points = rig.Points();
+        Assert.Equal([first, second], points.Select(p => p!["point"]!.GetValue<string>()));
+        Assert.Null(points[1]!["base"]?.GetValue<string>());
+        Assert.Equal(sha, rig.Restore(second, "restored-1.raw"));
+
+        rig.Write(rng, writes: 2, maxLength: 64 << 10);
+        sha = rig.Snapshot("source-2.raw");
+        var next = rig.BackupNowOk();
+        Assert.True(next["changed_bytes"]!.GetValue<long>() < size / 4, $"changed {next["changed_bytes"]} bytes after the full backup");
+        Assert.Equal(sha, rig.Restore(next["point"]!.GetValue<string>(), "restored-2.raw"));
+        rig.StopDaemonsCleanly();
+    }
+
+    /// <summary>
     /// A backup taken while a writer is busy holds a prefix of its writes: the writer fills 256
     /// fresh 64 KiB blocks in order (block i with byte i % 251 + 1, a flush and a 10 ms pause after each), and the
     /// restored point must show blocks 0..k-1 written and k..255 still zero for some k, never a gap

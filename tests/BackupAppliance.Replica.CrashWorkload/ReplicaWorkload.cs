@@ -105,7 +105,7 @@ public sealed class ReplicaWorkload
     public byte[] Digest(byte[] image)
     {
         using var digest = new ImageDigest(image.Length, BlockSize);
-        var hashes = new byte[BlockHashes.Count(image.Length, BlockSize) * WireProtocol.HashSize];
+        var hashes = new byte[BlockHashes.Count(image.Length, BlockSize) * WireProtocol.BlockHashSize];
         BlockHashes.Compute(image, BlockSize, hashes);
         digest.AppendHashes(hashes);
         return digest.Finish();
@@ -134,7 +134,7 @@ public sealed class ReplicaWorkload
             {
                 if (e.Data is { } d)
                 {
-                    var hashes = new byte[BlockHashes.Count(d.Length, BlockSize) * WireProtocol.HashSize];
+                    var hashes = new byte[BlockHashes.Count(d.Length, BlockSize) * WireProtocol.BlockHashSize];
                     BlockHashes.Compute(d, BlockSize, hashes);
                     if (gathered)
                     {

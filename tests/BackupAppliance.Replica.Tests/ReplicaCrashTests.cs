@@ -78,7 +78,7 @@ public sealed class ReplicaCrashTests(ITestOutputHelper output)
             Assert.True(diff < 0, $"{context}: the staging claims {pos} bytes durable, but byte {diff} differs from image {points}");
         }
         int blocks = pos / w.BlockSize;
-        var expectedHashes = new byte[blocks * WireProtocol.HashSize];
+        var expectedHashes = new byte[blocks * WireProtocol.BlockHashSize];
         BlockHashes.Compute(expected.AsSpan(0, blocks * w.BlockSize), w.BlockSize, expectedHashes);
         using var table = BlockHashTable.Open(Path.Combine(root, "staging", A, V, "hashes"), w.Size, w.BlockSize);
         var hashes = new byte[expectedHashes.Length];

@@ -95,7 +95,7 @@ public sealed class ReplicaStoreTests
     /// it rebuilt from the point's bytes, so the next increment's digest still verifies.
     /// </summary>
     [Fact]
-    public async Task AMissingBaseTableIsRebuiltFromThePointsBytes()
+    public async Task AMissingOrOlderFormatBaseTableIsRebuiltFromThePointsBytes()
     {
         using var dir = Tool.TempDir();
         var w = new ReplicaWorkload(seed: 5, size: (4L << 20) + 1000);
@@ -110,7 +110,17 @@ public sealed class ReplicaStoreTests
                 Assert.Equal(TableOf(w, k), ReadTable(table, w));
                 break;
             }
-            File.Delete(table);
+            if (k == 0)
+            {
+                File.Delete(table);
+            }
+            else
+            {
+                // A table as versions before protocol 2 wrote it: 32 bytes (SHA-256) per block.
+                var old = new byte[BlockHashes.Count(w.Size, w.BlockSize) * 32];
+                new Random(k).NextBytes(old);
+                File.WriteAllBytes(table, old);
+            }
             // The next staging rebuilds it before copying it; the increment then commits only if the
             // digest over the rebuilt entries matches the image.
             var staged = await w.StageAsync(store, k + 1);
@@ -124,7 +134,7 @@ public sealed class ReplicaStoreTests
     private static byte[] TableOf(ReplicaWorkload w, int k)
     {
         var image = w.Image(k);
-        var expected = new byte[BlockHashes.Count(image.Length, w.BlockSize) * WireProtocol.HashSize];
+        var expected = new byte[BlockHashes.Count(image.Length, w.BlockSize) * WireProtocol.BlockHashSize];
         BlockHashes.Compute(image, w.BlockSize, expected);
         return expected;
     }
@@ -132,7 +142,7 @@ public sealed class ReplicaStoreTests
     private static byte[] ReadTable(string path, ReplicaWorkload w)
     {
         using var table = BlockHashTable.Open(path, w.Size, w.BlockSize);
-        var actual = new byte[table.BlockCount * WireProtocol.HashSize];
+        var actual = new byte[table.BlockCount * WireProtocol.BlockHashSize];
         table.Get(0, actual);
         return actual;
     }
@@ -306,7 +316,7 @@ public sealed class ReplicaStoreTests
         Assert.Equal(1, store.PoolStatus().Volumes); // the one point's volume, nothing staged
 
         await using var staged = await store.BeginStagingAsync(ok, CancellationToken.None);
-        var hash = new byte[32];
+        var hash = new byte[WireProtocol.BlockHashSize];
         async Task Invalid(Func<Task> act, string text)
         {
             var e = await Assert.ThrowsAsync<ReplicaStoreException>(act);
@@ -315,9 +325,9 @@ public sealed class ReplicaStoreTests
         }
         await Invalid(() => staged.WriteAsync(100, new byte[4096], hash, default).AsTask(), "not aligned");
         await Invalid(() => staged.WriteAsync(w.Size, new byte[4096], hash, default).AsTask(), "outside the image");
-        await Invalid(() => staged.WriteAsync(0, new byte[8192], hash, default).AsTask(), "need 64 bytes of hashes");
+        await Invalid(() => staged.WriteAsync(0, new byte[8192], hash, default).AsTask(), $"need {2 * WireProtocol.BlockHashSize} bytes of hashes");
         await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(8192, 4096, hash)], new byte[4096], default).AsTask(), "2 extents cover 8192 bytes, but 4096 bytes of data");
-        await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(8192, 8192, hash)], new byte[12288], default).AsTask(), "need 64 bytes of hashes");
+        await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(8192, 8192, hash)], new byte[12288], default).AsTask(), $"need {2 * WireProtocol.BlockHashSize} bytes of hashes");
         await Invalid(() => staged.WriteAsync([new StagedWrite(0, 4096, hash), new StagedWrite(w.Size, 4096, hash)], new byte[8192], default).AsTask(), "outside the image");
         await Invalid(() => staged.ZeroAsync(4096, 100, true, default).AsTask(), "not aligned");
         await staged.MakeDurableAsync(3, 8192, 10, default);

@@ -19,10 +19,10 @@ public sealed class BlockHashTableTests : IDisposable
     [Fact]
     public async Task A_table_of_a_large_empty_image_takes_no_space_and_has_the_zero_image_digest()
     {
-        long size = (64L << 30) + 4096; // 1 Mi blocks and a short one: a table of 32 MiB and 32 bytes
+        long size = (64L << 30) + 4096; // 1 Mi blocks and a short one: a table of 16 MiB and 16 bytes
         using var table = BlockHashTable.Create(_scratch.File("empty.bin"), size, Block);
         table.Flush();
-        Assert.Equal((32L << 20) + 32, new FileInfo(table.Path).Length);
+        Assert.Equal((16L << 20) + 16, new FileInfo(table.Path).Length);
         long allocated = await AllocatedBytesAsync(table.Path);
         Assert.True(allocated <= 64 * 1024, $"{allocated} bytes allocated");
         Assert.Equal(ReferenceDigest(size, new Dictionary<long, byte[]>()), table.ComputeDigest());
@@ -54,26 +54,26 @@ public sealed class BlockHashTableTests : IDisposable
 
         using var copy = BlockHashTable.Create(_scratch.File("b.bin"), size, Block, table);
         Assert.Equal(expected, copy.ComputeDigest());
-        var one = new byte[WireProtocol.HashSize];
+        var one = new byte[WireProtocol.BlockHashSize];
         copy.Get(5000, one);
         Assert.Equal(set[5000], one);
         copy.Get(5100, one);
-        Assert.Equal(SHA256.HashData(new byte[Block]), one);
+        Assert.Equal(BlockHashes.OfZeros(Block), one);
         copy.Get(8192, one);
-        Assert.Equal(SHA256.HashData(new byte[4096]), one); // the short last block's zero hash
+        Assert.Equal(BlockHashes.OfZeros(4096), one); // the short last block's zero hash
 
         // A table written out in full (every zero hash stored, as tables were before) reads the same.
         string full = _scratch.File("full.bin");
         using (var f = File.Create(full))
             for (long b = 0; b < 8193; b++)
-                f.Write(set.TryGetValue(b, out var h) ? h : SHA256.HashData(new byte[b == 8192 ? 4096 : Block]));
+                f.Write(set.TryGetValue(b, out var h) ? h : BlockHashes.OfZeros(b == 8192 ? 4096 : Block));
         using var old = BlockHashTable.Open(full, size, Block);
         Assert.Equal(expected, old.ComputeDigest());
     }
 
     private static byte[] Set(BlockHashTable table, long block, Random rng)
     {
-        var h = new byte[WireProtocol.HashSize];
+        var h = new byte[WireProtocol.BlockHashSize];
         rng.NextBytes(h);
         table.Set(block, h);
         return h;

@@ -36,7 +36,7 @@ public class FrameCodecTests
     {
         var frame = Encode(7, new Credit(3, 300));
         var expectedBody = Convert.FromHexString(
-            "86" + "a176" + "01" + "a174" + "a6637265646974" + "a3736571" + "07"
+            "86" + "a176" + "02" + "a174" + "a6637265646974" + "a3736571" + "07"
             + "a673747265616d" + "03" + "a47570746f" + "cd012c" + "a3637263");
         Assert.Equal(Convert.ToHexStringLower(expectedBody), Convert.ToHexStringLower(frame.AsSpan(0, frame.Length - 5)));
         Assert.Equal(0xce, frame[^5]);
@@ -60,7 +60,7 @@ public class FrameCodecTests
         // Agent: hash and compress 64 blocks, frame them. Receiver: decode, decompress within the
         // extent's length, check every block's hash, and get the agent's bytes back.
         var source = SampleData.Disk(64 * BlockSize, 9);
-        var hashes = new byte[64 * WireProtocol.HashSize];
+        var hashes = new byte[64 * WireProtocol.BlockHashSize];
         BlockHashes.Compute(source, BlockSize, hashes);
         using var zstd = new ZstdCompressor(3);
         using var payload = new PooledBufferWriter();
@@ -92,7 +92,7 @@ public class FrameCodecTests
             var block = SampleData.Random(BlockSize, rng.Next());
             var z = new byte[ZstdCompressor.MaxCompressedLength(BlockSize)];
             int n = zstd.Compress(block, z);
-            var h = new byte[WireProtocol.HashSize];
+            var h = new byte[WireProtocol.BlockHashSize];
             BlockHashes.Compute(block, BlockSize, h);
             extents.Add(WireExtent.Data(at, BlockSize, z.AsMemory(0, n), h));
         }
@@ -109,9 +109,14 @@ public class FrameCodecTests
     [Fact]
     public void NewerVersionIsRefusedWithBothNumbers()
     {
-        var e = Refused(Craft([("v", 2L), ("t", "credit"), ("seq", 1L), ("stream", 1L), ("upto", 2L)]));
+        var e = Refused(Craft([("v", 3L), ("t", "credit"), ("seq", 1L), ("stream", 1L), ("upto", 2L)]));
         Assert.Equal(WireErrorCode.UnsupportedVersion, e.Code);
-        Assert.Contains("message version 2 is not supported: this peer speaks versions 1 to 1", e.Message);
+        Assert.Contains("message version 3 is not supported: this peer speaks version 2", e.Message);
+
+        // Version 1 hashed blocks with SHA-256: its frames are refused, not misread.
+        e = Refused(Craft([("v", 1L), ("t", "credit"), ("seq", 1L), ("stream", 1L), ("upto", 2L)]));
+        Assert.Equal(WireErrorCode.UnsupportedVersion, e.Code);
+        Assert.Contains("message version 1 is not supported: this peer speaks version 2", e.Message);
 
         // A newer peer may frame differently: its version is judged before its checksum,
         // and before its type.
@@ -130,7 +135,7 @@ public class FrameCodecTests
     {
         var e = Refused(Craft([.. Envelope("teleport"), ("stream", 1L)]));
         Assert.Equal(WireErrorCode.UnknownMessageType, e.Code);
-        Assert.Contains("unknown message type 'teleport' in a version 1 frame", e.Message);
+        Assert.Contains("unknown message type 'teleport' in a version 2 frame", e.Message);
         Assert.Equal(6, e.Offset);
     }
 
@@ -176,13 +181,13 @@ public class FrameCodecTests
         Assert.Contains($"frame of {WireProtocol.MaxFrameBytes + 1} bytes is larger than {WireProtocol.MaxFrameBytes}", e.Message);
 
         // More data than a frame may carry: the encoder will not write it, the decoder will not take it.
-        var tooMuch = new DataFrame(1, [WireExtent.Data(0, WireProtocol.MaxFrameData + 4096, new byte[10], new byte[32 * 241])]);
+        var tooMuch = new DataFrame(1, [WireExtent.Data(0, WireProtocol.MaxFrameData + 4096, new byte[10], new byte[WireProtocol.BlockHashSize * 241])]);
         var a = Assert.Throws<ArgumentException>(() => Encode(1, tooMuch));
         Assert.Contains("longer than a frame's", a.Message);
         var two = new object?[]
         {
-            new object?[] { 0L, 0L, (long)WireProtocol.MaxFrameData, new byte[10], new byte[32 * 240] },
-            new object?[] { 0L, (long)WireProtocol.MaxFrameData, 4096L, new byte[10], new byte[32] },
+            new object?[] { 0L, 0L, (long)WireProtocol.MaxFrameData, new byte[10], new byte[WireProtocol.BlockHashSize * 240] },
+            new object?[] { 0L, (long)WireProtocol.MaxFrameData, 4096L, new byte[10], new byte[WireProtocol.BlockHashSize] },
         };
         e = Refused(Craft([.. Envelope("data"), ("stream", 1L), ("ext", two)]));
         Assert.Equal(WireErrorCode.Oversized, e.Code);
@@ -205,9 +210,9 @@ public class FrameCodecTests
         { "duplicate field", [.. Envelope("credit"), ("stream", 1L), ("upto", 2L), ("stream", 1L)], "credit message has field 'stream' twice" },
         { "wrong field type", [.. Envelope("credit"), ("stream", "one"), ("upto", 2L)], "expected uint64, found string" },
         { "negative where unsigned", [.. Envelope("credit"), ("stream", -1L), ("upto", 2L)], "integer -1 is out of range for uint64" },
-        { "t before v", [("t", "credit"), ("v", 1L), ("seq", 1L), ("stream", 1L), ("upto", 2L)], "the frame's first key must be 'v'" },
-        { "no seq", [("v", 1L), ("t", "credit"), ("stream", 1L), ("upto", 2L)], "the frame's third key must be 'seq'" },
-        { "envelope only", [("v", 1L), ("t", "credit")], "frame map has 3 entries" },
+        { "t before v", [("t", "credit"), ("v", 2L), ("seq", 1L), ("stream", 1L), ("upto", 2L)], "the frame's first key must be 'v'" },
+        { "no seq", [("v", 2L), ("t", "credit"), ("stream", 1L), ("upto", 2L)], "the frame's third key must be 'seq'" },
+        { "envelope only", [("v", 2L), ("t", "credit")], "frame map has 3 entries" },
         { "stream zero", [.. Envelope("credit"), ("stream", 0L), ("upto", 2L)], "stream 0 is not a stream id" },
         { "bad agent name", [.. Envelope("offer"), ("agent", "host.example"), ("volume", "v"), ("base", null), ("target", "s"), ("size", 4096L), ("block", 4096L)], "agent 'host.example' has '.'" },
         { "block not a power of two", [.. Envelope("offer"), ("agent", "a"), ("volume", "v"), ("base", null), ("target", "s"), ("size", 4096L), ("block", 12288L)], "block size 12288 is not a power of two" },
@@ -333,14 +338,14 @@ public class FrameCodecTests
         var image = SampleData.Disk((int)size, 12);
         image.AsSpan(3 * BlockSize, 4 * BlockSize).Clear();
         image.AsSpan(10 * BlockSize).Clear();
-        var all = new byte[11 * WireProtocol.HashSize];
+        var all = new byte[11 * WireProtocol.BlockHashSize];
         BlockHashes.Compute(image, BlockSize, all);
         var expected = SHA256.HashData(all);
 
         using var digest = new ImageDigest(size, BlockSize);
-        digest.AppendHashes(all.AsSpan(0, 3 * 32));
+        digest.AppendHashes(all.AsSpan(0, 3 * WireProtocol.BlockHashSize));
         digest.AppendZeroBlocks(4);
-        digest.AppendHashes(all.AsSpan(7 * 32, 3 * 32));
+        digest.AppendHashes(all.AsSpan(7 * WireProtocol.BlockHashSize, 3 * WireProtocol.BlockHashSize));
         Assert.Throws<InvalidOperationException>(() => digest.AppendZeroBlocks(2));
         digest.AppendZeroBlocks(1); // the short last block, all zeros
         Assert.Equal(expected, digest.Finish());

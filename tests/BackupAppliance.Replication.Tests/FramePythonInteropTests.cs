@@ -55,7 +55,7 @@ public class FramePythonInteropTests
         foreach (var m in messages)
         {
             input.Append(Convert.ToHexStringLower(Encode(seq, m))).Append('\n');
-            var entries = Map(("v", 1L), ("t", MessageTypeNames.Of(m.Type)), ("seq", seq));
+            var entries = Map(("v", 2L), ("t", MessageTypeNames.Of(m.Type)), ("seq", seq));
             entries.AddRange(DocumentedFields(m));
             expected.Add(MsgValue.Canon(new MsgMap(entries)));
             seq = seq * 5 + 100;
@@ -92,8 +92,9 @@ public class FramePythonInteropTests
                 assert b[-5] == 0xce
                 crc = crc32c(b[:-5]) ^ (0 if crc_ok else 1)
                 return b[:-4] + crc.to_bytes(4, 'big')
-            env = lambda t, seq: [('v', 1), ('t', t), ('seq', seq)]
-            h = bytes(range(32))
+            env = lambda t, seq: [('v', 2), ('t', t), ('seq', seq)]
+            h = bytes(range(16))
+            d = bytes(range(32))
             cases = [
                 ('offer', frame(env('offer', 0) + [('agent', 'agent-01'), ('volume', 'vol_A'), ('base', None), ('target', 'snap-1'), ('size', 10 << 30), ('block', 65536)])),
                 ('offer-incremental', frame(env('offer', 0) + [('agent', 'a'), ('volume', 'v'), ('base', 'point-17'), ('target', 'snap é'), ('size', 4096), ('block', 4096)])),
@@ -101,12 +102,12 @@ public class FramePythonInteropTests
                 ('data', frame(env('data', 300) + [('stream', 5), ('ext', [[1, 0, 65536], [0, 65536, 8192, b'zstd-bytes', h + h], [2, 1 << 40, 4096]])])),
                 ('credit', frame(env('credit', 2) + [('stream', 5), ('upto', 2**32)])),
                 ('ack', frame(env('ack', 3) + [('stream', 5), ('durable', 300), ('pos', 73728)])),
-                ('commit', frame(env('commit', 301) + [('stream', 5), ('last', 300), ('digest', h)])),
-                ('commit_ack', frame(env('commit_ack', 4) + [('stream', 5), ('point', 'point-18'), ('digest', h)])),
+                ('commit', frame(env('commit', 301) + [('stream', 5), ('last', 300), ('digest', d)])),
+                ('commit_ack', frame(env('commit_ack', 4) + [('stream', 5), ('point', 'point-18'), ('digest', d)])),
                 ('resume', frame(env('resume', 5) + [('stream', 5), ('after', 41), ('pos', 1 << 33), ('credit', 105)])),
                 ('error', frame(env('error', 6) + [('code', 22), ('msg', 'expected frame 5'), ('stream', 5), ('about', 7)])),
                 ('extra-field', frame(env('credit', 2) + [('stream', 5), ('window', {'bytes': 1 << 20}), ('upto', 9)])),
-                ('newer', frame([('v', 2), ('t', 'credit'), ('seq', 1), ('stream', 5), ('upto', 9)])),
+                ('newer', frame([('v', 3), ('t', 'credit'), ('seq', 1), ('stream', 5), ('upto', 9)])),
                 ('unknown-type', frame(env('teleport', 1) + [('stream', 5)])),
                 ('bad-crc', frame(env('credit', 2) + [('stream', 5), ('upto', 9)], crc_ok=False)),
             ]
@@ -115,7 +116,8 @@ public class FramePythonInteropTests
             """;
         var lines = (await ExternalProcess.PythonAsync(script)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var frames = lines.Select(l => l.Split('\t')).ToDictionary(p => p[0], p => Convert.FromHexString(p[1]));
-        var h = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
+        var h = Enumerable.Range(0, 16).Select(i => (byte)i).ToArray();
+        var d = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
         var expected = new Dictionary<string, (ulong Seq, ReplicationMessage Message)>
         {
             ["offer"] = (0, new BackupOffer("agent-01", "vol_A", null, "snap-1", 10L << 30, 65536)),
@@ -124,8 +126,8 @@ public class FramePythonInteropTests
             ["data"] = (300, new DataFrame(5, [WireExtent.Zero(0, 65536), WireExtent.Data(65536, 8192, "zstd-bytes"u8.ToArray(), h.Concat(h).ToArray()), WireExtent.Discard(1L << 40, 4096)])),
             ["credit"] = (2, new Credit(5, 1UL << 32)),
             ["ack"] = (3, new Ack(5, 300, 73728)),
-            ["commit"] = (301, new Commit(5, 300, h)),
-            ["commit_ack"] = (4, new CommitAck(5, "point-18", h)),
+            ["commit"] = (301, new Commit(5, 300, d)),
+            ["commit_ack"] = (4, new CommitAck(5, "point-18", d)),
             ["resume"] = (5, new Resume(5, 41, 1L << 33, 105)),
             ["error"] = (6, new ErrorReply(WireErrorCode.OutOfSequence, "expected frame 5", 5, 7)),
             ["extra-field"] = (2, new Credit(5, 9)),

@@ -49,13 +49,14 @@ public class ReceiverRefusalTests
             ("behind position", () => agent.SendAsync("data", 2, DataFrameOf(s, 0, image.AsMemory(0, Block))), WireErrorCode.OutOfSequence, 2),
             ("misaligned", () => agent.SendAsync("data", 2, new DataFrame(s, [WireExtent.Zero(Block + 4096, Block)])), WireErrorCode.Malformed, 2),
             ("past the end", () => agent.SendAsync("data", 2, new DataFrame(s, [WireExtent.Zero(Size - Block, 2 * Block)])), WireErrorCode.Malformed, 2),
-            ("hash count", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), hashes: new byte[64])), WireErrorCode.Malformed, 2),
-            ("bad hash", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), hashes: new byte[32])), WireErrorCode.BlockHashMismatch, 2),
+            ("hash count", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), hashes: new byte[2 * WireProtocol.BlockHashSize])), WireErrorCode.Malformed, 2),
+            ("bad hash", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), hashes: new byte[WireProtocol.BlockHashSize])), WireErrorCode.BlockHashMismatch, 2),
             ("not zstd", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), payload: new byte[100])), WireErrorCode.PayloadCorrupt, 2),
             ("zstd too short", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), payload: Compress(image.AsSpan(Block, 4096)))), WireErrorCode.PayloadCorrupt, 2),
             ("zstd too long", () => agent.SendAsync("data", 2, DataFrameOf(s, Block, image.AsMemory(Block, Block), payload: Compress(image.AsSpan(0, 2 * Block)))), WireErrorCode.PayloadCorrupt, 2),
-            ("unknown type", () => agent.SendRawAsync("data", HandMade(1, "rewind")), WireErrorCode.UnknownMessageType, 2),
-            ("newer version", () => agent.SendRawAsync("data", HandMade(2, "data")), WireErrorCode.UnsupportedVersion, 2),
+            ("unknown type", () => agent.SendRawAsync("data", HandMade(WireProtocol.Version, "rewind")), WireErrorCode.UnknownMessageType, 2),
+            ("newer version", () => agent.SendRawAsync("data", HandMade(WireProtocol.Version + 1, "data")), WireErrorCode.UnsupportedVersion, 2),
+            ("older version", () => agent.SendRawAsync("data", HandMade(WireProtocol.OldestVersion - 1, "data")), WireErrorCode.UnsupportedVersion, 2),
             ("wrong subject", () => agent.SendAsync("ctl", 2, new Credit(s, 5)), WireErrorCode.Malformed, 2),
             ("offer for another volume", () => agent.SendAsync("ctl", 0, new BackupOffer(Agent, "vol_b", null, "x", Size, Block)), WireErrorCode.UnknownVolume, 0),
             ("base it lacks", () => agent.SendAsync("ctl", 0, new BackupOffer(Agent, Volume, "p9", "snap-2", Size, Block)), WireErrorCode.BaseMismatch, 0),
@@ -119,7 +120,7 @@ public class ReceiverRefusalTests
     {
         if (hashes is null)
         {
-            hashes = new byte[BlockHashes.Count(data.Length, Block) * 32];
+            hashes = new byte[BlockHashes.Count(data.Length, Block) * WireProtocol.BlockHashSize];
             BlockHashes.Compute(data.Span, Block, hashes);
         }
         return new DataFrame(stream, [WireExtent.Data(offset, data.Length, payload ?? Compress(data.Span), hashes)]);
@@ -171,7 +172,7 @@ public class ReceiverRefusalTests
             if (expectReply)
                 return await NextAsync();
             // Data frames are handled in order: a frame the receiver must refuse (seq 0) marks that it is done with ours.
-            await _transport.PublishAsync($"bapp.{Agent}.{volume}.data", HandMade(1, "data"));
+            await _transport.PublishAsync($"bapp.{Agent}.{volume}.data", HandMade(WireProtocol.Version, "data"));
             var next = await NextAsync();
             Assert.Equal(WireErrorCode.Malformed, Assert.IsType<ErrorReply>(next!.Message).Code);
             return null;

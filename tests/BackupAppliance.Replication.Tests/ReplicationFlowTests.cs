@@ -194,7 +194,7 @@ public class ReplicationFlowTests
         await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
         image.AsSpan(5 * Block, Block).Fill(9);
         var source = rig.Source(image, Block, [new SourceRange(5 * Block, Block, SourceRangeKind.Data)], "snap-2");
-        source.Hashes.Set(0, new byte[32]); // the agent's table disagrees with the receiver's base about block 0
+        source.Hashes.Set(0, new byte[WireProtocol.BlockHashSize]); // the agent's table disagrees with the receiver's base about block 0
         var e = await Assert.ThrowsAsync<BackupRefusedException>(() => new BackupSender(FastSender).RunAsync(rig.AgentTransport, source, null, CancellationToken.None));
         Assert.Equal(WireErrorCode.DigestMismatch, e.Code);
         Assert.Contains("staging is dropped", e.ReceiverMessage);

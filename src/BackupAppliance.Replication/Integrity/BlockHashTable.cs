@@ -6,20 +6,22 @@ using Microsoft.Win32.SafeHandles;
 namespace BackupAppliance.Replication.Integrity;
 
 /// <summary>
-/// The SHA-256 of every block of one image, kept in a file (32 bytes per block, block 0 first, no
-/// header) so a backup updates only the changed blocks' hashes and still gets the digest of the
+/// The hash of every block of one image (<see cref="BlockHashes"/>), kept in a file (16 bytes per
+/// block, block 0 first, no header) so a backup updates only the changed blocks' hashes and still gets the digest of the
 /// whole image (<see cref="ImageDigest"/>) without re-reading it. Both ends keep one: the agent for
 /// its last committed base, the receiver for each point. A block that reads as zeros has the hash
 /// of that many zero bytes (the last block may be shorter than <see cref="BlockSize"/>).
-/// The file is sparse: such a block's entry is stored as 32 zero bytes (no SHA-256 is), mostly a
+/// The file is sparse: such a block's entry is stored as 16 zero bytes (no block's hash is), mostly a
 /// hole, so the unmapped part of a thin volume costs its table no disk space, and copying the
 /// table, hashing it for the digest and syncing it skip the holes (no page cache for them). An
-/// entry holding the zero hash itself (tables written before) reads the same.
+/// entry holding the zero hash itself (tables written before) reads the same. A file whose length
+/// does not fit the image (<see cref="Fits"/>) is no table of this format: older versions kept
+/// 32-byte SHA-256 entries.
 /// Not thread-safe; one writer at a time.
 /// </summary>
 public sealed class BlockHashTable : IDisposable
 {
-    private const int ChunkBlocks = 4096; // 128 KiB of hashes per I/O
+    private const int ChunkBlocks = 8192; // 128 KiB of hashes per I/O
     private readonly SafeFileHandle _file;
     private readonly byte[] _zeroHash;
     private readonly byte[] _lastZeroHash;
@@ -31,9 +33,9 @@ public sealed class BlockHashTable : IDisposable
         ImageSize = imageSize;
         BlockSize = blockSize;
         BlockCount = (imageSize + blockSize - 1) / blockSize;
-        _zeroHash = SHA256.HashData(new byte[blockSize]);
+        _zeroHash = BlockHashes.OfZeros(blockSize);
         int tail = (int)(imageSize % blockSize);
-        _lastZeroHash = tail == 0 ? _zeroHash : SHA256.HashData(new byte[tail]);
+        _lastZeroHash = tail == 0 ? _zeroHash : BlockHashes.OfZeros(tail);
     }
 
     public string Path { get; }
@@ -55,7 +57,7 @@ public sealed class BlockHashTable : IDisposable
         var table = new BlockHashTable(file, path, imageSize, blockSize);
         try
         {
-            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.HashSize); // a new file: all holes, every block zeros
+            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.BlockHashSize); // a new file: all holes, every block zeros
             long copied = 0;
             if (copyOf is not null)
             {
@@ -76,13 +78,24 @@ public sealed class BlockHashTable : IDisposable
         }
     }
 
-    /// <summary>Opens an existing table; its length must fit the image.</summary>
+    /// <summary>
+    /// Whether <paramref name="path"/> exists with the length a table of the image needs. False for a
+    /// table of an older format (32-byte entries), which must be rebuilt, not opened.
+    /// </summary>
+    public static bool Fits(string path, long imageSize, int blockSize)
+    {
+        Validate(imageSize, blockSize);
+        var file = new FileInfo(path);
+        return file.Exists && file.Length == (imageSize + blockSize - 1) / blockSize * WireProtocol.BlockHashSize;
+    }
+
+    /// <summary>Opens an existing table; its length must fit the image (<see cref="Fits"/>).</summary>
     public static BlockHashTable Open(string path, long imageSize, int blockSize, bool writable = false)
     {
         Validate(imageSize, blockSize);
         var file = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.Read);
         var table = new BlockHashTable(file, path, imageSize, blockSize);
-        long expected = table.BlockCount * WireProtocol.HashSize;
+        long expected = table.BlockCount * WireProtocol.BlockHashSize;
         long actual = RandomAccess.GetLength(file);
         if (actual != expected)
         {
@@ -92,13 +105,13 @@ public sealed class BlockHashTable : IDisposable
         return table;
     }
 
-    /// <summary>Sets the hashes of consecutive blocks from <paramref name="firstBlock"/> (32 bytes each).</summary>
+    /// <summary>Sets the hashes of consecutive blocks from <paramref name="firstBlock"/> (16 bytes each).</summary>
     public void Set(long firstBlock, ReadOnlySpan<byte> hashes)
     {
-        if (hashes.Length % WireProtocol.HashSize != 0)
-            throw new ArgumentException($"block hashes are {hashes.Length} bytes, not a multiple of {WireProtocol.HashSize}", nameof(hashes));
-        CheckRange(firstBlock, hashes.Length / WireProtocol.HashSize);
-        RandomAccess.Write(_file, hashes, firstBlock * WireProtocol.HashSize);
+        if (hashes.Length % WireProtocol.BlockHashSize != 0)
+            throw new ArgumentException($"block hashes are {hashes.Length} bytes, not a multiple of {WireProtocol.BlockHashSize}", nameof(hashes));
+        CheckRange(firstBlock, hashes.Length / WireProtocol.BlockHashSize);
+        RandomAccess.Write(_file, hashes, firstBlock * WireProtocol.BlockHashSize);
     }
 
     /// <summary>Marks <paramref name="count"/> blocks from <paramref name="firstBlock"/> as reading zeros.</summary>
@@ -107,11 +120,11 @@ public sealed class BlockHashTable : IDisposable
         CheckRange(firstBlock, count);
         if (count == 0)
             return;
-        long offset = firstBlock * WireProtocol.HashSize, length = count * WireProtocol.HashSize;
+        long offset = firstBlock * WireProtocol.BlockHashSize, length = count * WireProtocol.BlockHashSize;
         if (FileSync.PunchHole(_file, offset, length))
             return;
         // No holes here: zero entries written out.
-        var zeros = new byte[(int)Math.Min(length, ChunkBlocks * WireProtocol.HashSize)];
+        var zeros = new byte[(int)Math.Min(length, ChunkBlocks * WireProtocol.BlockHashSize)];
         for (long done = 0; done < length; done += zeros.Length)
             RandomAccess.Write(_file, zeros.AsSpan(0, (int)Math.Min(zeros.Length, length - done)), offset + done);
     }
@@ -119,15 +132,15 @@ public sealed class BlockHashTable : IDisposable
     /// <summary>Reads the hashes of consecutive blocks from <paramref name="firstBlock"/>.</summary>
     public void Get(long firstBlock, Span<byte> hashes)
     {
-        if (hashes.Length % WireProtocol.HashSize != 0)
-            throw new ArgumentException($"buffer of {hashes.Length} bytes is not a multiple of {WireProtocol.HashSize}", nameof(hashes));
-        CheckRange(firstBlock, hashes.Length / WireProtocol.HashSize);
+        if (hashes.Length % WireProtocol.BlockHashSize != 0)
+            throw new ArgumentException($"buffer of {hashes.Length} bytes is not a multiple of {WireProtocol.BlockHashSize}", nameof(hashes));
+        CheckRange(firstBlock, hashes.Length / WireProtocol.BlockHashSize);
         ReadRaw(firstBlock, hashes);
-        for (int i = 0; i < hashes.Length; i += WireProtocol.HashSize)
+        for (int i = 0; i < hashes.Length; i += WireProtocol.BlockHashSize)
         {
-            var entry = hashes.Slice(i, WireProtocol.HashSize);
+            var entry = hashes.Slice(i, WireProtocol.BlockHashSize);
             if (!entry.ContainsAnyExcept((byte)0))
-                ZeroHashOf(firstBlock + i / WireProtocol.HashSize).CopyTo(entry);
+                ZeroHashOf(firstBlock + i / WireProtocol.BlockHashSize).CopyTo(entry);
         }
     }
 
@@ -135,14 +148,14 @@ public sealed class BlockHashTable : IDisposable
     public byte[] ComputeDigest()
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
+        var chunk = new byte[ChunkBlocks * WireProtocol.BlockHashSize];
         byte[]? zeroChunk = null;
-        long fileEnd = BlockCount * WireProtocol.HashSize;
+        long fileEnd = BlockCount * WireProtocol.BlockHashSize;
         for (long block = 0; block < BlockCount;)
         {
-            // Holes (file-system blocks are whole entries: 32 divides their size) read as zeros.
-            var (dataAt, holeAt) = FileSync.NextDataRun(_file, block * WireProtocol.HashSize, fileEnd);
-            long dataBlock = dataAt / WireProtocol.HashSize, holeBlock = (holeAt + WireProtocol.HashSize - 1) / WireProtocol.HashSize;
+            // Holes (file-system blocks are whole entries: 16 divides their size) read as zeros.
+            var (dataAt, holeAt) = FileSync.NextDataRun(_file, block * WireProtocol.BlockHashSize, fileEnd);
+            long dataBlock = dataAt / WireProtocol.BlockHashSize, holeBlock = (holeAt + WireProtocol.BlockHashSize - 1) / WireProtocol.BlockHashSize;
             for (int n; block < dataBlock; block += n)
             {
                 n = (int)Math.Min(dataBlock - block, ChunkBlocks);
@@ -150,16 +163,16 @@ public sealed class BlockHashTable : IDisposable
                 if (block + n == BlockCount)
                 {
                     // the last block's zero hash is of its own length
-                    hash.AppendData(zeroChunk.AsSpan(0, (n - 1) * WireProtocol.HashSize));
+                    hash.AppendData(zeroChunk.AsSpan(0, (n - 1) * WireProtocol.BlockHashSize));
                     hash.AppendData(_lastZeroHash);
                 }
                 else
-                    hash.AppendData(zeroChunk.AsSpan(0, n * WireProtocol.HashSize));
+                    hash.AppendData(zeroChunk.AsSpan(0, n * WireProtocol.BlockHashSize));
             }
             for (int n; block < holeBlock; block += n)
             {
                 n = (int)Math.Min(holeBlock - block, ChunkBlocks);
-                var span = chunk.AsSpan(0, n * WireProtocol.HashSize);
+                var span = chunk.AsSpan(0, n * WireProtocol.BlockHashSize);
                 Get(block, span);
                 hash.AppendData(span);
             }
@@ -175,8 +188,8 @@ public sealed class BlockHashTable : IDisposable
     /// <summary>Copies the first <paramref name="blocks"/> entries of <paramref name="source"/> as stored, skipping its holes (this new file has them already).</summary>
     private void CopyFrom(BlockHashTable source, long blocks)
     {
-        var chunk = new byte[ChunkBlocks * WireProtocol.HashSize];
-        long end = blocks * WireProtocol.HashSize;
+        var chunk = new byte[ChunkBlocks * WireProtocol.BlockHashSize];
+        long end = blocks * WireProtocol.BlockHashSize;
         for (long at = 0; at < end;)
         {
             (at, long stop) = FileSync.NextDataRun(source._file, at, end);
@@ -184,7 +197,7 @@ public sealed class BlockHashTable : IDisposable
             {
                 n = (int)Math.Min(stop - at, chunk.Length);
                 var span = chunk.AsSpan(0, n);
-                source.ReadRaw(at / WireProtocol.HashSize, span);
+                source.ReadRaw(at / WireProtocol.BlockHashSize, span);
                 if (span.ContainsAnyExcept((byte)0))
                     RandomAccess.Write(_file, span, at);
             }
@@ -194,16 +207,16 @@ public sealed class BlockHashTable : IDisposable
     /// <summary>The entries as stored (zeros for a block that reads as zeros, or its zero hash).</summary>
     private void ReadRaw(long firstBlock, Span<byte> entries)
     {
-        int read = RandomAccess.Read(_file, entries, firstBlock * WireProtocol.HashSize);
+        int read = RandomAccess.Read(_file, entries, firstBlock * WireProtocol.BlockHashSize);
         if (read != entries.Length)
-            throw new InvalidDataException($"block hash table {Path} ended early at block {firstBlock + read / WireProtocol.HashSize}");
+            throw new InvalidDataException($"block hash table {Path} ended early at block {firstBlock + read / WireProtocol.BlockHashSize}");
     }
 
     private byte[] ZeroHashOf(long block) => block == BlockCount - 1 ? _lastZeroHash : _zeroHash;
 
     private byte[] FillZeroHashes(byte[] chunk)
     {
-        for (int i = 0; i < chunk.Length; i += WireProtocol.HashSize)
+        for (int i = 0; i < chunk.Length; i += WireProtocol.BlockHashSize)
             _zeroHash.CopyTo(chunk, i);
         return chunk;
     }

@@ -31,12 +31,12 @@ public sealed class ImageDigest : IDisposable
     /// <summary>Blocks appended so far: the index of the next block.</summary>
     public long NextBlock => _next;
 
-    /// <summary>Appends the hashes of the next blocks (a multiple of 32 bytes).</summary>
+    /// <summary>Appends the hashes of the next blocks (a multiple of 16 bytes).</summary>
     public void AppendHashes(ReadOnlySpan<byte> hashes)
     {
-        if (hashes.Length % WireProtocol.HashSize != 0)
-            throw new ArgumentException($"block hashes are {hashes.Length} bytes, not a multiple of {WireProtocol.HashSize}", nameof(hashes));
-        long count = hashes.Length / WireProtocol.HashSize;
+        if (hashes.Length % WireProtocol.BlockHashSize != 0)
+            throw new ArgumentException($"block hashes are {hashes.Length} bytes, not a multiple of {WireProtocol.BlockHashSize}", nameof(hashes));
+        long count = hashes.Length / WireProtocol.BlockHashSize;
         EnsureRoom(count);
         _hash.AppendData(hashes);
         _next += count;
@@ -47,12 +47,12 @@ public sealed class ImageDigest : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         EnsureRoom(count);
-        _zeroBlockHash ??= SHA256.HashData(new byte[_blockSize]);
+        _zeroBlockHash ??= BlockHashes.OfZeros(_blockSize);
         for (long i = 0; i < count; i++)
         {
             long index = _next + i;
             if (index == _blockCount - 1 && _imageSize % _blockSize != 0)
-                _hash.AppendData(SHA256.HashData(new byte[_imageSize % _blockSize]));
+                _hash.AppendData(BlockHashes.OfZeros((int)(_imageSize % _blockSize)));
             else
                 _hash.AppendData(_zeroBlockHash);
         }

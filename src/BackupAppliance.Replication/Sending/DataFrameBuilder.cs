@@ -56,7 +56,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
         _read = ArrayPool<byte>.Shared.Rent(WireProtocol.MaxFrameData);
         _packed = ArrayPool<byte>.Shared.Rent(ZstdCompressor.MaxCompressedLength(WireProtocol.MaxFrameData)
                                                + WireProtocol.MaxExtentsPerFrame * ZstdCompressor.MaxCompressedLength(0));
-        _hashes = ArrayPool<byte>.Shared.Rent((WireProtocol.MaxFrameData / _block + 1) * WireProtocol.HashSize);
+        _hashes = ArrayPool<byte>.Shared.Rent((WireProtocol.MaxFrameData / _block + 1) * WireProtocol.BlockHashSize);
     }
 
     /// <summary>The image offset the next frame starts from.</summary>
@@ -111,7 +111,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
             {
                 int chunk = (int)Math.Min(stop - at, WireProtocol.MaxFrameData);
                 await _readAhead.ReadAsync(at, _read.AsMemory(0, chunk), cancellationToken);
-                var hashes = _hashes.AsSpan(0, BlockHashes.Count(chunk, _block) * WireProtocol.HashSize);
+                var hashes = _hashes.AsSpan(0, BlockHashes.Count(chunk, _block) * WireProtocol.BlockHashSize);
                 BlockHashes.Compute(_read.AsSpan(0, chunk), _block, hashes);
                 _source.Hashes.Set(at / _block, hashes);
                 at += chunk;
@@ -233,7 +233,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
             if (run.Zero)
                 continue;
             int bound = ZstdCompressor.MaxCompressedLength(run.Length);
-            int hashBytes = BlockHashes.Count(run.Length, _block) * WireProtocol.HashSize;
+            int hashBytes = BlockHashes.Count(run.Length, _block) * WireProtocol.BlockHashSize;
             if (_packed.Length - region < bound || _hashes.Length - hashes < hashBytes)
                 break;
             _runs[r] = run with { PackedAt = region, PackedBound = bound, HashesAt = hashes, HashBytes = hashBytes };

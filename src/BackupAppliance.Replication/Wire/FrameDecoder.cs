@@ -21,9 +21,9 @@ public static class FrameDecoder
             throw new WireFormatException(WireErrorCode.Oversized, $"frame of {span.Length} bytes is larger than {WireProtocol.MaxFrameBytes}", 0);
 
         uint? version = PeekVersion(span);
-        if (version is { } v && (v == 0 || v > WireProtocol.Version))
+        if (version is { } v && (v < WireProtocol.OldestVersion || v > WireProtocol.Version))
             throw new WireFormatException(WireErrorCode.UnsupportedVersion,
-                $"message version {v} is not supported: this peer speaks versions 1 to {WireProtocol.Version}", 0);
+                $"message version {v} is not supported: this peer speaks {WireProtocol.VersionsSpoken}", 0);
         CheckTrailer(span);
 
         var r = new MessagePackReader(span, WireProtocol.FrameLimits);

@@ -131,5 +131,5 @@ internal static class MessageRules
     public static WireProblem? Stream(ulong stream) => stream == 0 ? Bad("stream 0 is not a stream id") : null;
 
     public static WireProblem? Digest(ReadOnlySpan<byte> digest, string field) =>
-        digest.Length == WireProtocol.HashSize ? null : Bad($"{field} is {digest.Length} bytes, not {WireProtocol.HashSize}");
+        digest.Length == WireProtocol.DigestSize ? null : Bad($"{field} is {digest.Length} bytes, not {WireProtocol.DigestSize}");
 }

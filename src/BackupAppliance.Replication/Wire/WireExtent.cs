@@ -29,7 +29,7 @@ public readonly record struct WireExtent(ExtentKind Kind, long Offset, long Leng
 
     public long End => Offset + Length;
 
-    public int HashCount => Hashes.Length / WireProtocol.HashSize;
+    public int HashCount => Hashes.Length / WireProtocol.BlockHashSize;
 
     /// <summary>Elements of the extent's MessagePack array.</summary>
     internal int WireElements => Kind == ExtentKind.Data ? 5 : 3;
@@ -49,8 +49,8 @@ public readonly record struct WireExtent(ExtentKind Kind, long Offset, long Leng
             return MessageRules.TooBig($"data extent of {Length} bytes is longer than a frame's {WireProtocol.MaxFrameData}");
         if (Payload.IsEmpty)
             return MessageRules.Bad("data extent has an empty payload");
-        if (Hashes.Length % WireProtocol.HashSize != 0)
-            return MessageRules.Bad($"block hashes are {Hashes.Length} bytes, not a multiple of {WireProtocol.HashSize}");
+        if (Hashes.Length % WireProtocol.BlockHashSize != 0)
+            return MessageRules.Bad($"block hashes are {Hashes.Length} bytes, not a multiple of {WireProtocol.BlockHashSize}");
         long most = (Length + WireProtocol.MinBlockSize - 1) / WireProtocol.MinBlockSize;
         long least = (Length + WireProtocol.MaxBlockSize - 1) / WireProtocol.MaxBlockSize;
         return HashCount < least || HashCount > most

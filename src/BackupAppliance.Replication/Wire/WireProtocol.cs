@@ -4,7 +4,13 @@ namespace BackupAppliance.Replication.Wire;
 public static class WireProtocol
 {
     /// <summary>The version this code writes and the newest it reads.</summary>
-    public const uint Version = 1;
+    public const uint Version = 2;
+
+    /// <summary>The oldest version this code reads: version 1 hashed blocks with SHA-256, which no peer checks any more.</summary>
+    public const uint OldestVersion = 2;
+
+    /// <summary>"version 2", or "versions 2 to 3": for error texts.</summary>
+    public static string VersionsSpoken => OldestVersion == Version ? $"version {Version}" : $"versions {OldestVersion} to {Version}";
 
     /// <summary>
     /// Largest encoded frame: NATS's default max_payload, so frames pass an untuned server.
@@ -20,8 +26,11 @@ public static class WireProtocol
     /// <summary>Most extents in one data frame.</summary>
     public const int MaxExtentsPerFrame = 1024;
 
-    /// <summary>Bytes of one block hash and of the image digest (SHA-256).</summary>
-    public const int HashSize = 32;
+    /// <summary>Bytes of one block hash (XXH3-128, see <see cref="Integrity.BlockHashes"/>).</summary>
+    public const int BlockHashSize = 16;
+
+    /// <summary>Bytes of the image digest (SHA-256 over the block hashes, see <see cref="Integrity.ImageDigest"/>).</summary>
+    public const int DigestSize = 32;
 
     /// <summary>Smallest replication block (the unit of hashing); a power of two.</summary>
     public const int MinBlockSize = 4096;

@@ -31,7 +31,7 @@ public class WireBenchmarks
     private readonly ZstdCompressor _zstd = new(1);
     private readonly ZstdDecompressor _unzstd = new();
     private readonly byte[] _payloads = new byte[Blocks * ZstdCompressor.MaxCompressedLength(Block)];
-    private readonly byte[] _hashes = new byte[Blocks * WireProtocol.HashSize];
+    private readonly byte[] _hashes = new byte[Blocks * WireProtocol.BlockHashSize];
     private readonly WireExtent[] _extents = new WireExtent[Blocks];
     private readonly byte[] _image = new byte[Block];
 
@@ -85,7 +85,7 @@ public class WireBenchmarks
         for (int i = 0; i < Blocks; i++)
         {
             var block = _data.AsSpan(i * Block, Block);
-            var hash = _hashes.AsMemory(i * WireProtocol.HashSize, WireProtocol.HashSize);
+            var hash = _hashes.AsMemory(i * WireProtocol.BlockHashSize, WireProtocol.BlockHashSize);
             BlockHashes.Compute(block, Block, hash.Span);
             int n = _zstd.Compress(block, _payloads.AsSpan(used));
             _extents[i] = WireExtent.Data((1L << 30) + (long)i * Block, Block, _payloads.AsMemory(used, n), hash);

@@ -38,7 +38,7 @@ public static class Frames
         using var zstd = new ZstdCompressor(1);
         var payload = new byte[ZstdCompressor.MaxCompressedLength(data.Length)];
         int size = zstd.Compress(data, payload);
-        var hashes = new byte[blocks * WireProtocol.HashSize];
+        var hashes = new byte[blocks * WireProtocol.BlockHashSize];
         BlockHashes.Compute(data, BlockSize, hashes);
         return new DataFrame(stream,
         [
@@ -91,7 +91,7 @@ public static class Frames
     }
 
     /// <summary>The envelope entries of a version-1 frame of the given type and sequence.</summary>
-    public static (string, object?)[] Envelope(string type, long seq = 1) => [("v", 1L), ("t", type), ("seq", seq)];
+    public static (string, object?)[] Envelope(string type, long seq = 1) => [("v", (long)WireProtocol.Version), ("t", type), ("seq", seq)];
 
     public static WireFormatException Refused(byte[] frame)
     {

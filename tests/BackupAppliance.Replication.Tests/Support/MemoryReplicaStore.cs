@@ -151,7 +151,7 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
 
         public byte[] ReadHashes()
         {
-            var bytes = new byte[Hashes.BlockCount * WireProtocol.HashSize];
+            var bytes = new byte[Hashes.BlockCount * WireProtocol.BlockHashSize];
             Hashes.Get(0, bytes);
             return bytes;
         }
