@@ -25,6 +25,9 @@ public sealed class BackupFaultTests
         taken[rig.BackupNowOk()["point"]!.GetValue<string>()] = first;
         var log = new List<string>();
         int interrupted = 0; // runs whose kill landed mid-stream (the backup resumed or had to be asked again)
+        // How long an uninterrupted backup of a run's changes takes in the agent: the kills are spread
+        // over the CLI's start (~150 ms) and that long, so most land mid-stream however fast backups get.
+        double backupSeconds = 0.5;
         for (int run = 0; run < Runs; run++)
         {
             string fault = (run % 3) switch { 0 => "agent", 1 => "receiver", _ => "nats-server" };
@@ -32,7 +35,7 @@ public sealed class BackupFaultTests
             string sha = rig.Snapshot($"run-{run}.raw");
             int before = rig.Points().Count;
             var backup = Task.Run(rig.BackupNow);
-            await Task.Delay(rng.Next(20, 700));
+            await Task.Delay(rng.Next(20, 150 + (int)(1200 * backupSeconds)));
             switch (fault)
             {
                 case "agent": rig.KillAgent(); break;
@@ -58,6 +61,8 @@ public sealed class BackupFaultTests
                 point = done["point"]!.GetValue<string>();
                 if (done["resumed"]!.GetValue<bool>())
                     interrupted++;
+                else
+                    backupSeconds = done["seconds"]!.GetValue<double>();
             }
             else
             {
