@@ -274,7 +274,7 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
 
     /// <summary>
     /// Only a volume's latest point keeps its block hash table: a backup builds on the latest point,
-    /// and a table costs 32 bytes per block of the whole image (512 MiB per TiB), which the points
+    /// and a table costs 16 bytes per block of the whole image (256 MiB per TiB), which the points
     /// would otherwise each hold again, shared with nothing. A point that becomes a base again without
     /// one (the points above it were deleted) gets it rebuilt from its bytes (<see cref="EnsureTableAsync"/>).
     /// A table left by a crash before this ran is removed on the next open.
@@ -408,11 +408,9 @@ public sealed class ReplicaStore : IReplicaStore, IAsyncDisposable
         {
             state = RecordFiles.ReadProgress(progress);
             var r = state.Request;
-            var hashes = new FileInfo(_layout.StagingHashes(agent, volume));
-            long blocks = (r.Size + r.BlockSize - 1) / r.BlockSize;
             if (r.Agent != agent || r.Volume != volume)
                 throw new InvalidDataException($"staging progress {progress} names {r.Agent}/{r.Volume}, not {agent}/{volume}");
-            if (!hashes.Exists || hashes.Length != blocks * WireProtocol.BlockHashSize)
+            if (!BlockHashTable.Fits(_layout.StagingHashes(agent, volume), r.Size, r.BlockSize))
                 state = null;
         }
         if (state is null)

@@ -9,7 +9,7 @@ namespace BackupAppliance.Replication.Integrity;
 /// The hash of every block of one image (<see cref="BlockHashes"/>), kept in a file (16 bytes per
 /// block, block 0 first, no header) so a backup updates only the changed blocks' hashes and still gets the digest of the
 /// whole image (<see cref="ImageDigest"/>) without re-reading it. Both ends keep one: the agent for
-/// its last committed base, the receiver for each point. A block that reads as zeros has the hash
+/// its last committed base, the receiver for each volume's latest point. A block that reads as zeros has the hash
 /// of that many zero bytes (the last block may be shorter than <see cref="BlockSize"/>).
 /// The file is sparse: such a block's entry is stored as 16 zero bytes (no block's hash is), mostly a
 /// hole, so the unmapped part of a thin volume costs its table no disk space, and copying the
