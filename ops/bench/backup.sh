@@ -117,7 +117,6 @@ time_full() {
 echo "== full backup vs nbdcopy of the same volume to a local file"
 time_nbdcopy
 full_s=$(time_full disk)
-cp "$work/full-disk.json" "$work/full.json"
 echo "== full backups of three more volumes with the same files, on the running daemons"
 running_s=()
 for v in "${running[@]}"; do
@@ -171,7 +170,7 @@ import statistics
 nbdcopy_all = [float(x) for x in nbdcopy_all.split()]; running_all = [float(x) for x in running_all.split()]
 nbdcopy_s, full2_s = statistics.median(nbdcopy_all), statistics.median(running_all)
 times = lambda xs: " ".join(f"{x:.2f}" for x in xs)
-full = json.load(open(f"{w}/full.json")); incr = json.load(open(f"{w}/incr.json"))
+full = json.load(open(f"{w}/full-disk.json")); incr = json.load(open(f"{w}/incr.json"))
 full_s, restic_s, borg_s, incr_s = map(float, (full_s, restic_s, borg_s, incr_s))
 mib = lambda b: b / 2**20
 print(f"\nvolume {size}, {mib(full['data_bytes']):.0f} MiB of data")
