@@ -22,11 +22,12 @@ public sealed class FakeDmsetup : IDisposable
     {
         metadata ??= TwoDevs(_dir);
         Metadata = metadata;
-        File.WriteAllText(Executable, Script
+        string source = _dir.File("dmsetup.src");
+        File.WriteAllText(source, Script
             .Replace("@META@", metadata, StringComparison.Ordinal)
             .Replace("@POOL@", Pool, StringComparison.Ordinal)
             .Replace("@ORACLES@", Tool.OracleSamples, StringComparison.Ordinal));
-        MakeExecutable(Executable);
+        InstallExecutable(source, Executable);
     }
 
     /// <summary>The shared sample two_devs.xml (devices 0 and 1, FORMATS.md §10.2) in a 16 MiB file.</summary>
@@ -52,22 +53,26 @@ public sealed class FakeDmsetup : IDisposable
     public IReadOnlyList<string> CallLog =>
         File.Exists(_dir.File("calls.log")) ? File.ReadAllLines(_dir.File("calls.log")) : [];
 
-    /// <summary>Installs a bash snippet run after each reserve with $META set to the metadata file.</summary>
-    public void OnReserve(string bash)
-    {
-        File.WriteAllText(AfterReserve, "#!/bin/bash\nset -e\nMETA='" + Metadata + "'\n" + bash + "\n");
-        MakeExecutable(AfterReserve);
-    }
+    /// <summary>Installs a bash snippet run (read by bash, not exec'd) after each reserve with $META set to the metadata file.</summary>
+    public void OnReserve(string bash) =>
+        File.WriteAllText(AfterReserve, "set -e\nMETA='" + Metadata + "'\n" + bash + "\n");
 
     public static string Status => "status " + Pool;
     public static string Reserve => $"message {Pool} 0 reserve_metadata_snap";
     public static string Release => $"message {Pool} 0 release_metadata_snap";
 
-    private static void MakeExecutable(string path)
+    /// <summary>
+    /// Makes <paramref name="target"/> an executable copy of <paramref name="source"/> written by a child
+    /// process (install). Writing it here would leave a window in which another test's process start forks
+    /// this process with the file still open for writing; an exec of the script during that window fails
+    /// with ETXTBSY ("Text file busy"), which the pool reports as a missing tool.
+    /// </summary>
+    private static void InstallExecutable(string source, string target)
     {
         if (OperatingSystem.IsWindows())
             throw new PlatformNotSupportedException("the dmsetup stand-in is a bash script");
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var r = Tool.Run("install", "-m", "0700", source, target);
+        Assert.True(r.ExitCode == 0, $"install {source} {target}: {r.Stderr}");
     }
 
     private const string Script = """
@@ -110,7 +115,7 @@ public sealed class FakeDmsetup : IDisposable
             [ "$(held)" = 0 ] || fail "device-mapper: message ioctl on $pool  failed: Device or resource busy"
             cp "$meta" "$here/before-reserve.bin"
             python3 "$oracles/mksnap.py" "$meta" > /dev/null || fail "mksnap.py failed"
-            if [ -x "$here/after-reserve" ]; then "$here/after-reserve" || fail "after-reserve failed"; fi
+            if [ -e "$here/after-reserve" ]; then bash "$here/after-reserve" || fail "after-reserve failed"; fi
             ;;
           release_metadata_snap)
             [ "$(held)" != 0 ] || fail "device-mapper: message ioctl on $pool  failed: Invalid argument"
