@@ -71,6 +71,19 @@ public class DmsetupThinPoolTests
     }
 
     [Fact]
+    public async Task ADmsetupThatCannotBeExecutedIsNotCalledMissing()
+    {
+        using var dir = Tool.TempDir();
+        string notExecutable = dir.File("dmsetup");
+        File.WriteAllText(notExecutable, "#!/bin/sh\nexit 0\n");
+        var e = await Assert.ThrowsAsync<KernelPoolException>(() => new DmsetupThinPool(FakeDmsetup.Pool, notExecutable).StatusAsync());
+        Assert.Equal(KernelPoolError.CommandFailed, e.Error);
+        Assert.StartsWith($"could not run {notExecutable}: ", e.Message);
+        Assert.Contains("Permission denied", e.Message);
+        Assert.DoesNotContain("install", e.Message);
+    }
+
+    [Fact]
     public async Task AMissingPoolDeviceNamesItWithDmsetupsOwnMessage()
     {
         using var fake = new FakeDmsetup();

@@ -104,9 +104,14 @@ public sealed class DmsetupThinPool : IKernelThinPool
         {
             p = Process.Start(psi) ?? throw new KernelPoolException(KernelPoolError.ToolMissing, $"could not start {program}");
         }
-        catch (Win32Exception e)
+        catch (Win32Exception e) when (!File.Exists(program))
         {
             throw new KernelPoolException(KernelPoolError.ToolMissing, $"could not run {program} ({e.Message}): {InstallHint}", e);
+        }
+        catch (Win32Exception e)
+        {
+            // The file is there but cannot be executed (not executable, not a program, busy being written).
+            throw new KernelPoolException(KernelPoolError.CommandFailed, $"could not run {program}: {e.Message}", e);
         }
         using (p)
         {

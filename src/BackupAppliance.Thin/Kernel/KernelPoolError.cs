@@ -31,6 +31,6 @@ public enum KernelPoolError
     MalformedStatus,
     /// <summary>The metadata snapshot could not be released; it is still held.</summary>
     ReleaseFailed,
-    /// <summary>dmsetup exited non-zero for another reason (its stderr is in the message).</summary>
+    /// <summary>dmsetup exited non-zero for another reason (its stderr is in the message), or the file is there but could not be executed.</summary>
     CommandFailed,
 }
