@@ -32,7 +32,7 @@ public sealed class BlockHashTable : IDisposable
         Path = path;
         ImageSize = imageSize;
         BlockSize = blockSize;
-        BlockCount = (imageSize + blockSize - 1) / blockSize;
+        BlockCount = BlockCountOf(imageSize, blockSize);
         _zeroHash = BlockHashes.OfZeros(blockSize);
         int tail = (int)(imageSize % blockSize);
         _lastZeroHash = tail == 0 ? _zeroHash : BlockHashes.OfZeros(tail);
@@ -57,7 +57,7 @@ public sealed class BlockHashTable : IDisposable
         var table = new BlockHashTable(file, path, imageSize, blockSize);
         try
         {
-            RandomAccess.SetLength(file, table.BlockCount * WireProtocol.BlockHashSize); // a new file: all holes, every block zeros
+            RandomAccess.SetLength(file, FileLength(imageSize, blockSize)); // a new file: all holes, every block zeros
             long copied = 0;
             if (copyOf is not null)
             {
@@ -86,8 +86,14 @@ public sealed class BlockHashTable : IDisposable
     {
         Validate(imageSize, blockSize);
         var file = new FileInfo(path);
-        return file.Exists && file.Length == (imageSize + blockSize - 1) / blockSize * WireProtocol.BlockHashSize;
+        return file.Exists && file.Length == FileLength(imageSize, blockSize);
     }
+
+    /// <summary>Blocks of an image of <paramref name="imageSize"/> bytes (the last one may be short).</summary>
+    private static long BlockCountOf(long imageSize, int blockSize) => (imageSize + blockSize - 1) / blockSize;
+
+    /// <summary>The length of a table of such an image: one entry per block.</summary>
+    private static long FileLength(long imageSize, int blockSize) => BlockCountOf(imageSize, blockSize) * WireProtocol.BlockHashSize;
 
     /// <summary>Opens an existing table; its length must fit the image (<see cref="Fits"/>).</summary>
     public static BlockHashTable Open(string path, long imageSize, int blockSize, bool writable = false)
@@ -95,7 +101,7 @@ public sealed class BlockHashTable : IDisposable
         Validate(imageSize, blockSize);
         var file = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.Read);
         var table = new BlockHashTable(file, path, imageSize, blockSize);
-        long expected = table.BlockCount * WireProtocol.BlockHashSize;
+        long expected = FileLength(imageSize, blockSize);
         long actual = RandomAccess.GetLength(file);
         if (actual != expected)
         {
@@ -150,7 +156,7 @@ public sealed class BlockHashTable : IDisposable
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var chunk = new byte[ChunkBlocks * WireProtocol.BlockHashSize];
         byte[]? zeroChunk = null;
-        long fileEnd = BlockCount * WireProtocol.BlockHashSize;
+        long fileEnd = FileLength(ImageSize, BlockSize);
         for (long block = 0; block < BlockCount;)
         {
             // Holes (file-system blocks are whole entries: 16 divides their size) read as zeros.
