@@ -69,6 +69,8 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Every timed step starts with the page cache dropped (written data synced first), where allowed.
+drop_cache() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -106,13 +108,13 @@ url="nbd://$nbd/disk"
 # One nbdcopy of the volume to a local file, timed; appends to nbdcopy_s.
 nbdcopy_s=()
 time_nbdcopy() {
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  drop_cache
   local t0 t1; t0=$(now); nbdcopy "$url" "$work/nbdcopy.raw"; t1=$(now)
   nbdcopy_s+=("$(secs "$t0" "$t1")"); rm -f "$work/nbdcopy.raw"
 }
 # One full backup of volume $1, timed; prints the seconds.
 time_full() {
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  drop_cache
   local t0 t1; t0=$(now); "${bapp_cli[@]}" backup now "$1" --config "$work/agent.json" --json > "$work/full-$1.json" 2>/dev/null; t1=$(now)
   secs "$t0" "$t1"
 }
@@ -157,11 +159,11 @@ PY
   rm -f "$work/src/volume.img" "$work/after.img"
   nbdcopy "$url" "$work/after.img"
   ln -f "$work/after.img" "$work/src/volume.img"
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  drop_cache
   t0=$(now); (cd "$work/src" && restic backup -q volume.img >/dev/null); t1=$(now); restic_s+=("$(secs "$t0" "$t1")")
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  drop_cache
   t0=$(now); (cd "$work/src" && borg create "::after$round" volume.img); t1=$(now); borg_s+=("$(secs "$t0" "$t1")")
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  drop_cache
   t0=$(now); "${bapp_cli[@]}" backup now disk --config "$work/agent.json" --json > "$work/incr.json" 2>/dev/null; t1=$(now)
   incr_s+=("$(secs "$t0" "$t1")")
   "$bapp" restore disk@latest --to "$work/restored.img" --config "$work/receiver.json" >/dev/null 2>&1
