@@ -217,6 +217,25 @@ public class ReplicationFlowTests
     }
 
     [Fact]
+    public async Task AWriteThatFailsBehindTheNextFrameIsResentAndTheImageIsWhole()
+    {
+        // The receiver writes a frame while it verifies the next; a failed write is found then, the
+        // staging goes back to its durable state and the agent resends from there.
+        await using var rig = await StartAsync();
+        var image = MakeImage(24 * 1024 * 1024, seed: 11);
+        rig.Store.FailWriteAt = 20L * 1024 * 1024 + 5 * Block; // past the first durable point (16 frames of at most 960 KiB)
+        var result = await rig.BackupAsync(rig.Source(image, Block, Whole(image), "snap-1"));
+        Assert.Null(rig.Store.FailWriteAt); // the failure happened
+        Assert.True(result.Resumed);
+        Assert.Equal(Sha256(image), Sha256(rig.Store.LatestImage(Agent, Volume)));
+        Assert.Equal(result.Digest, rig.Store.LatestHashes(Agent, Volume).ComputeDigest());
+        var stats = rig.Receiver.Statistics;
+        Assert.Equal(1, stats.ErrorsOf(WireErrorCode.Internal)); // the write; frames already sent behind it are out of sequence
+        Assert.Equal(stats.Errors, stats.ErrorsOf(WireErrorCode.Internal) + stats.ErrorsOf(WireErrorCode.OutOfSequence));
+        Assert.Equal(1, rig.Receiver.Statistics.Commits);
+    }
+
+    [Fact]
     public void OptionsNameWhatIsWrong()
     {
         Assert.Equal("CompressionLevel", Assert.ThrowsAny<ArgumentException>(() => new BackupSender(new BackupSenderOptions { CompressionLevel = 99 })).ParamName);

@@ -13,7 +13,9 @@ namespace BackupAppliance.Replication.Receiving;
 /// PROTOCOL.md applied to each offer, data frame and commit, and the replies. Calls come one at a
 /// time (<see cref="Gate"/>). Everything a stream needs after a restart is in the store's durable
 /// staging state; what is only here (frames applied but not yet durable) may be lost, and the
-/// agent resends it.
+/// agent resends it. A data frame's store writes go on in the background while the next frame is
+/// decompressed and verified (one frame's writes at a time); anything else that touches the staging
+/// waits for them first, and a write that failed forgets the staging like any store failure.
 /// </summary>
 internal sealed class VolumeSession : IAsyncDisposable
 {
@@ -27,9 +29,8 @@ internal sealed class VolumeSession : IAsyncDisposable
     private readonly ReceiverCounters _counters;
     private readonly FrameEncoder _encoder = new();
     private readonly ZstdDecompressor _zstd = new();
-    private readonly List<StagedWrite> _writes = [];
-    /// <summary>A frame's data, decompressed: aligned, so the store may write it past the page cache.</summary>
-    private readonly AlignedBufferPool _frameData = new(WireProtocol.MaxFrameData, keep: 1);
+    /// <summary>A frame's data, decompressed: aligned, so the store may write it past the page cache. Two: one being written, one being verified.</summary>
+    private readonly AlignedBufferPool _frameData = new(WireProtocol.MaxFrameData, keep: 2);
 
     private bool _loaded;
     private IStagedPoint? _staged;
@@ -43,6 +44,8 @@ internal sealed class VolumeSession : IAsyncDisposable
     private (ulong Sequence, Commit Commit)? _pendingCommit;
     private long _lastActivity;
     private ulong _replies;
+    /// <summary>The last accepted data frame's store writes, still going on (null: none).</summary>
+    private Task? _writing;
 
     public VolumeSession(string agent, string volume, IReplicaStore store, ITransport transport, ReceiverOptions options, TimeProvider time, ReceiverCounters counters)
     {
@@ -77,6 +80,8 @@ internal sealed class VolumeSession : IAsyncDisposable
         ulong? stream = frame.Message switch { DataFrame d => d.Stream, Commit c => c.Stream, _ => null };
         try
         {
+            if (frame.Message is not DataFrame)
+                await SettleWritesAsync();
             switch (kind, frame.Message)
             {
                 case ("ctl", BackupOffer offer):
@@ -193,36 +198,23 @@ internal sealed class VolumeSession : IAsyncDisposable
         }
         CheckExtents(frame, request);
 
-        using (var frameData = _frameData.Rent())
+        var frameData = _frameData.Rent();
+        try
         {
-            var buffer = frameData.Memory;
-            Verify(frame, request, buffer.Span);
-            // The data extents go as one write (their bytes lie one after the other in the buffer),
-            // so the store can place their new blocks side by side; extents never overlap, so the
-            // zero and discard extents may follow.
-            _writes.Clear();
-            int at = 0;
-            foreach (var e in frame.Extents)
-            {
-                if (e.Kind == ExtentKind.Data)
-                {
-                    _writes.Add(new StagedWrite(e.Offset, (int)e.Length, e.Hashes));
-                    at += (int)e.Length;
-                }
-            }
-            if (_writes.Count > 0)
-                await _staged!.WriteAsync(_writes, buffer[..at], cancellationToken);
-            foreach (var e in frame.Extents)
-            {
-                if (e.Kind != ExtentKind.Data)
-                    await _staged!.ZeroAsync(e.Offset, e.Length, e.Kind == ExtentKind.Discard, cancellationToken);
-            }
+            Verify(frame, request, frameData.Memory.Span);
+            // The previous frame's writes end before this one's begin: the store sees them in order.
+            await SettleWritesAsync();
         }
+        catch
+        {
+            frameData.Dispose();
+            throw;
+        }
+        _writing = WriteAsync(_staged!, frame, frameData);
         _applied = sequence;
         _appliedPosition = frame.End;
         _changedBytes += frame.DataLength;
         _sinceDurable++;
-        _counters.Applied(frame.DataLength);
         if (_sinceDurable >= _options.DurableEvery)
         {
             await MakeDurableAsync(cancellationToken);
@@ -233,6 +225,68 @@ internal sealed class VolumeSession : IAsyncDisposable
         {
             _pendingCommit = null;
             await CommitAsync(pending.Sequence, pending.Commit, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Applies a verified frame to the staging: its data extents as one write (their bytes lie one
+    /// after the other in <paramref name="frameData"/>, so the store can place their new blocks side
+    /// by side), then its zero and discard extents (extents never overlap). Runs in the background;
+    /// not cancelled (a frame's writes are short, and whoever waits for them needs them finished).
+    /// </summary>
+    private Task WriteAsync(IStagedPoint staged, DataFrame frame, AlignedBuffer frameData)
+    {
+        // The block hashes are copied: the frame's payload belongs to the message, which is the
+        // transport's again once this call returns.
+        var hashes = new byte[frame.Extents.Sum(e => e.Hashes.Length)];
+        var writes = new List<StagedWrite>(frame.Extents.Count);
+        var zeros = new List<WireExtent>();
+        int at = 0, hashesAt = 0;
+        foreach (var e in frame.Extents)
+        {
+            if (e.Kind == ExtentKind.Data)
+            {
+                e.Hashes.CopyTo(hashes.AsMemory(hashesAt));
+                writes.Add(new StagedWrite(e.Offset, (int)e.Length, hashes.AsMemory(hashesAt, e.Hashes.Length)));
+                hashesAt += e.Hashes.Length;
+                at += (int)e.Length;
+            }
+            else
+            {
+                zeros.Add(e);
+            }
+        }
+        long dataLength = frame.DataLength;
+        return Task.Run(async () =>
+        {
+            using (frameData)
+            {
+                if (writes.Count > 0)
+                    await staged.WriteAsync(writes, frameData.Memory[..at], CancellationToken.None);
+                foreach (var e in zeros)
+                    await staged.ZeroAsync(e.Offset, e.Length, e.Kind == ExtentKind.Discard, CancellationToken.None);
+            }
+            _counters.Applied(dataLength);
+        });
+    }
+
+    /// <summary>
+    /// Waits for the last frame's writes. If they failed, the staging's state is unknown: it is
+    /// forgotten (reloaded at its durable state next time) and the failure is this call's.
+    /// </summary>
+    private async ValueTask SettleWritesAsync()
+    {
+        if (_writing is not { } writing)
+            return;
+        _writing = null;
+        try
+        {
+            await writing;
+        }
+        catch
+        {
+            await ForgetAsync();
+            throw;
         }
     }
 
@@ -349,6 +403,7 @@ internal sealed class VolumeSession : IAsyncDisposable
 
     private async ValueTask MakeDurableAsync(CancellationToken cancellationToken)
     {
+        await SettleWritesAsync();
         if (_staged is null || (_applied == _durable && _sinceDurable == 0))
             return;
         await _staged.MakeDurableAsync(_applied, _appliedPosition, _changedBytes, cancellationToken);
@@ -360,6 +415,18 @@ internal sealed class VolumeSession : IAsyncDisposable
 
     private async ValueTask ForgetAsync()
     {
+        if (_writing is { } writing)
+        {
+            _writing = null;
+            try
+            {
+                await writing;
+            }
+            catch
+            {
+                // Forgotten with the staging.
+            }
+        }
         var staged = _staged;
         _staged = null;
         _loaded = false;

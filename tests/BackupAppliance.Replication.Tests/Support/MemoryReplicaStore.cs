@@ -33,6 +33,9 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
 
     public int MakeDurableCalls { get; private set; }
 
+    /// <summary>The next write that reaches this image offset throws <see cref="IOException"/>, once (a disk error on the receiver).</summary>
+    public long? FailWriteAt { get; set; }
+
     /// <summary>How long each <see cref="IStagedPoint.MakeDurableAsync"/> takes (a slow disk on the receiver).</summary>
     public TimeSpan DurableDelay { get; set; }
 
@@ -186,6 +189,11 @@ public sealed class MemoryReplicaStore : IReplicaStore, IDisposable
             lock (store._gate)
             {
                 Check();
+                if (store.FailWriteAt is { } failAt && offset <= failAt && failAt < offset + data.Length)
+                {
+                    store.FailWriteAt = null;
+                    throw new IOException($"injected write error at {failAt}");
+                }
                 if (store.SpaceLeft is { } left)
                 {
                     if (left < data.Length)
