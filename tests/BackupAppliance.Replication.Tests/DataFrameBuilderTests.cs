@@ -49,6 +49,40 @@ public sealed class DataFrameBuilderTests : IDisposable
         Assert.Equal((44 - zeroBlocksInData) * Block, dataBytes); // blocks 0-19 and 24-47
     }
 
+    [Fact]
+    public async Task GoingBackPastTheFrameBuiltAheadRebuildsTheSameFrames()
+    {
+        // The builder builds the next frame while the caller sends one; a go-back (Seek) must drop it
+        // and rebuild from the position asked for, byte for byte what was built the first time.
+        var image = MixedImage(128 * Block, seed: 2);
+        var ranges = new List<SourceRange> { new(0, 128L * Block, SourceRangeKind.Data) };
+        var straight = await BuildAllAsync(image, ranges, threads: 2, "straight");
+        Assert.True(straight.Frames.Count >= 4, $"{straight.Frames.Count} frames");
+
+        using var hashes = BlockHashTable.Create(_scratch.File("back.hashes"), image.Length, Block, null);
+        var source = new MemoryBackupSource("a", "v", image, Block, null, "t", ranges, hashes);
+        await using var builder = new DataFrameBuilder(source, compressionLevel: 1, compressionThreads: 2);
+        using var encoder = new FrameEncoder();
+        var starts = new List<long>();
+        var frames = new List<byte[]>();
+        for (int i = 0; i < 3; i++)
+        {
+            starts.Add(builder.Position);
+            frames.Add(encoder.Encode((ulong)i + 1, (await builder.NextAsync(1, CancellationToken.None))!).ToArray());
+        }
+        builder.Seek(starts[1]); // back to frame 2, while frame 4 was being built ahead
+        frames.RemoveRange(1, 2);
+        while (await builder.NextAsync(1, CancellationToken.None) is { } frame)
+            frames.Add(encoder.Encode((ulong)frames.Count + 1, frame).ToArray());
+        await builder.HashUpToAsync(image.Length, CancellationToken.None);
+        hashes.Flush();
+
+        Assert.Equal(straight.Frames.Count, frames.Count);
+        for (int i = 0; i < frames.Count; i++)
+            Assert.True(straight.Frames[i].AsSpan().SequenceEqual(frames[i]), $"frame {i + 1} differs");
+        Assert.Equal(straight.Digest, hashes.ComputeDigest());
+    }
+
     private async Task<(List<byte[]> Frames, byte[] Digest)> BuildAllAsync(byte[] image, List<SourceRange> ranges, int threads, string name)
     {
         using var hashes = BlockHashTable.Create(_scratch.File($"{name}.hashes"), image.Length, Block, null);
