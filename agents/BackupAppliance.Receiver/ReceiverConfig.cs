@@ -25,9 +25,9 @@ public sealed record ReceiverConfig : IValidatedConfig
     /// <summary>Agents whose backups are kept; null or missing: every agent.</summary>
     public List<string>? Agents { get; init; }
     /// <summary>Data frames (≤ 1 MiB each) an agent may send ahead of the receiver's last durable one.</summary>
-    public int CreditFrames { get; set; } = 16;
+    public int CreditFrames { get; set; } = 32;
     /// <summary>Make received data durable (and acknowledge it) every this many data frames.</summary>
-    public int DurableEveryFrames { get; set; } = 8;
+    public int DurableEveryFrames { get; set; } = 16;
 
     [System.Text.Json.Serialization.JsonIgnore]
     public string? File { get; init; }

@@ -32,8 +32,8 @@ public sealed class ConfigTests
         Assert.Equal("/var/lib/backupappliance/replica", receiver.PoolPath);
         Assert.Equal(64L << 30, receiver.PoolDataBytes);
         Assert.Equal(64 << 10, receiver.PoolBlockBytes);
-        Assert.Equal(16, receiver.CreditFrames);
-        Assert.Equal(8, receiver.DurableEveryFrames);
+        Assert.Equal(32, receiver.CreditFrames);
+        Assert.Equal(16, receiver.DurableEveryFrames);
         Assert.Null(receiver.Agents);
     }
 
@@ -63,8 +63,8 @@ public sealed class ConfigTests
         Assert.Equal(["nats://127.0.0.1:4222"], receiver.Nats.Urls);
         Assert.Equal(64L << 30, receiver.PoolDataBytes);
         Assert.Equal(64 << 10, receiver.PoolBlockBytes);
-        Assert.Equal(16, receiver.CreditFrames);
-        Assert.Equal(8, receiver.DurableEveryFrames);
+        Assert.Equal(32, receiver.CreditFrames);
+        Assert.Equal(16, receiver.DurableEveryFrames);
     }
 
     public static TheoryData<string, string, string> BrokenAgentConfigs => new()

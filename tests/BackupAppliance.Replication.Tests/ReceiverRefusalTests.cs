@@ -26,7 +26,7 @@ public class ReceiverRefusalTests
         await using var agent = await RawAgent.ConnectAsync(rig);
         var begin = Assert.IsType<BackupBegin>((await agent.SendAsync("ctl", 0, new BackupOffer(Agent, Volume, null, "snap-1", Size, Block)))!.Message);
         ulong s = begin.Stream;
-        Assert.Equal(16UL, begin.CreditUpTo);
+        Assert.Equal((ulong)ReceiverOptions.Default.CreditWindow, begin.CreditUpTo);
         var image = MakeImage(Size, seed: 21);
         Assert.Null((await agent.SendAsync("data", 1, DataFrameOf(s, 0, image.AsMemory(0, Block)), expectReply: false)));
         var before = rig.Store.StagingSnapshot(Agent, Volume)!.Value;
@@ -70,7 +70,7 @@ public class ReceiverRefusalTests
             Assert.True(c.About == error.About, $"{c.Name}: about {error.About}, expected {c.About}");
             Assert.False(string.IsNullOrWhiteSpace(error.Message));
             if (c.Code == WireErrorCode.OutOfSequence && c.About == 3)
-                Assert.Equal(new Resume(s, 1, Block, 17), (await agent.NextAsync())!.Message);
+                Assert.Equal(new Resume(s, 1, Block, 1 + (ulong)ReceiverOptions.Default.CreditWindow), (await agent.NextAsync())!.Message);
             var after = rig.Store.StagingSnapshot(Agent, Volume)!.Value;
             Assert.True(before.Image.AsSpan().SequenceEqual(after.Image), $"{c.Name} changed the staged bytes");
             Assert.True(before.Hashes.AsSpan().SequenceEqual(after.Hashes), $"{c.Name} changed the staged hashes");
@@ -94,7 +94,7 @@ public class ReceiverRefusalTests
         await using var agent = await RawAgent.ConnectAsync(rig);
         var first = Assert.IsType<BackupBegin>((await agent.SendAsync("ctl", 0, new BackupOffer(Agent, Volume, null, "snap-1", Size, Block)))!.Message);
         var resumed = Assert.IsType<Resume>((await agent.SendAsync("ctl", 0, new BackupOffer(Agent, Volume, null, "snap-1", Size, Block)))!.Message);
-        Assert.Equal(new Resume(first.Stream, 0, 0, 16), resumed);
+        Assert.Equal(new Resume(first.Stream, 0, 0, (ulong)ReceiverOptions.Default.CreditWindow), resumed);
         var second = Assert.IsType<BackupBegin>((await agent.SendAsync("ctl", 0, new BackupOffer(Agent, Volume, null, "snap-2", Size, Block)))!.Message);
         Assert.NotEqual(first.Stream, second.Stream);
 

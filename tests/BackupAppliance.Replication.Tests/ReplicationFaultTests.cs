@@ -48,7 +48,8 @@ public class ReplicationFaultTests
     [Fact]
     public async Task LostRepliesAreRecoveredByOfferingAgain()
     {
-        await using var rig = await StartAsync();
+        // A window small enough that the image needs several acks and credits.
+        await using var rig = await StartAsync(new ReceiverOptions { CreditWindow = 16, DurableEvery = 8 });
         var image = MakeImage(20 * 1024 * 1024, seed: 12);
         int acks = 0;
         rig.Broker.DropWhere(m => Peek(m.Payload)?.Message switch

@@ -4,10 +4,10 @@ namespace BackupAppliance.Replication.Receiving;
 public sealed record ReceiverOptions
 {
     /// <summary>Data frames (≤ 1 MiB each) a stream may have beyond what is durable: the memory a stream can take.</summary>
-    public int CreditWindow { get; init; } = 16;
+    public int CreditWindow { get; init; } = 32;
 
     /// <summary>Makes the staging durable (and acks) every this many data frames, and at commit.</summary>
-    public int DurableEvery { get; init; } = 8;
+    public int DurableEvery { get; init; } = 16;
 
     /// <summary>
     /// How long an unfinished stream must have been quiet before an offer of another target (or
