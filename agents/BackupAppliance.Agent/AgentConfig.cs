@@ -26,7 +26,7 @@ public sealed record AgentConfig : IValidatedConfig
     public string? NbdUnix { get; init; }
     /// <summary>The volumes this agent backs up.</summary>
     public List<AgentVolumeConfig> Volumes { get; set; } = new();
-    /// <summary>zstd level of data payloads (1 fastest … 19).</summary>
+    /// <summary>zstd level of data payloads: 1 (fastest standard level) … 19, or -1 … -20 (zstd's fast levels: faster still, larger).</summary>
     public int ZstdLevel { get; set; } = 3;
     /// <summary>Threads compressing and hashing a backup's data at once; 0: the processor count, at most 4.</summary>
     public int CompressionThreads { get; init; }
@@ -67,8 +67,8 @@ public sealed record AgentConfig : IValidatedConfig
             if (Volumes.FindIndex(v => v.Name == Volumes[i].Name) != i)
                 throw new ConfigException(file, $"volumes[{i}].name", $"volume '{Volumes[i].Name}' is listed twice");
         }
-        if (ZstdLevel < 1 || ZstdLevel > 19)
-            throw new ConfigException(file, "zstd_level", $"must be 1 to 19 (is {ZstdLevel})");
+        if (ZstdLevel is < -20 or 0 or > 19)
+            throw new ConfigException(file, "zstd_level", $"must be 1 to 19, or -1 to -20 for zstd's fast levels (is {ZstdLevel})");
         if (CompressionThreads < 0 || CompressionThreads > BackupSenderOptions.MaxCompressionThreads)
             throw new ConfigException(file, "compression_threads", $"must be 0 (automatic) to {BackupSenderOptions.MaxCompressionThreads} (is {CompressionThreads})");
         ConfigRules.Seconds(file, "reply_timeout_seconds", ReplyTimeoutSeconds);

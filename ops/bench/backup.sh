@@ -13,8 +13,9 @@
 #     Three rounds, each rewriting other blocks; the ratios are median against median.
 #   - bytes on the wire against the changed bytes; peak RSS (VmHWM) of the agent and the receiver.
 #
-#   ops/bench/backup.sh [--size SIZE] [--tree DIR] [--keep]
-#   (defaults: --size 4G, --tree /usr/share: an ext4 filesystem of SIZE made with mkfs.ext4 -d DIR)
+#   ops/bench/backup.sh [--size SIZE] [--tree DIR] [--zstd-level N] [--keep]
+#   (defaults: --size 4G, --tree /usr/share: an ext4 filesystem of SIZE made with mkfs.ext4 -d DIR;
+#   --zstd-level 1, the agent's zstd_level: 1 to 19, or -1 to -20 for zstd's fast levels)
 #
 # The volume: an ext4 image holding a copy of DIR (real files), imported into the agent's pool. The
 # change: 1% of the pool's 64 KiB blocks, chosen at random over the whole volume, rewritten with
@@ -36,12 +37,14 @@ bapp_cli=(dotnet "$("$bapp" --published-dll)")
 size=4G
 tree=/usr/share
 keep=0
+zstd_level=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --size) size=$2; shift 2 ;;
     --tree) tree=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --zstd-level) zstd_level=$2; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "backup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,7 +93,7 @@ printf 'listen: 127.0.0.1:%s\nmax_payload: 8MB\n' "$port" > "$work/nats.conf"
 "$nats_bin" -c "$work/nats.conf" > "$work/nats.log" 2>&1 & pids+=("$!")
 cat > "$work/agent.json" <<JSON
 { "agent": "bench", "nats": { "urls": ["nats://127.0.0.1:$port"] }, "pool": "pool",
-  "nbd_listen": "127.0.0.1:0", "volumes": [ { "name": "disk" }, { "name": "run1" }, { "name": "run2" }, { "name": "run3" } ], "zstd_level": 1 }
+  "nbd_listen": "127.0.0.1:0", "volumes": [ { "name": "disk" }, { "name": "run1" }, { "name": "run2" }, { "name": "run3" } ], "zstd_level": $zstd_level }
 JSON
 cat > "$work/receiver.json" <<JSON
 { "nats": { "urls": ["nats://127.0.0.1:$port"] }, "pool": "replica",
@@ -173,7 +176,7 @@ PY
 done
 agent_mb=$(hwm "$apid"); receiver_mb=$(hwm "$rpid")
 
-python3 - "$work" "$size ext4, commit $commit" "${nbdcopy_s[*]}" "$full_s" "${running_s[*]}" "${restic_s[*]}" "${borg_s[*]}" "${incr_s[*]}" "$agent_mb" "$receiver_mb" "$changed_blocks" <<'PY'
+python3 - "$work" "$size ext4, zstd level $zstd_level, commit $commit" "${nbdcopy_s[*]}" "$full_s" "${running_s[*]}" "${restic_s[*]}" "${borg_s[*]}" "${incr_s[*]}" "$agent_mb" "$receiver_mb" "$changed_blocks" <<'PY'
 import json, sys
 w, size, nbdcopy_all, full_s, running_all, restic_all, borg_all, incr_all, agent_mb, receiver_mb, changed_blocks = sys.argv[1:]
 import statistics

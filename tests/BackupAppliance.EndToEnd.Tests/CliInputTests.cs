@@ -44,7 +44,7 @@ public sealed class CliInputTests : IDisposable
     {
         File.WriteAllText(AgentConfig, """{ "agent": "host1", "pool": "pool", "volumes": [ { "name": "disk" } ], "zstd_level": 0 }""");
         var r = Refused(Tool.Bapp("backup", "now", "disk", "--config", AgentConfig));
-        Assert.Equal($"error: config {AgentConfig}: option 'zstd_level': must be 1 to 19 (is 0)\n", r.Stderr);
+        Assert.Equal($"error: config {AgentConfig}: option 'zstd_level': must be 1 to 19, or -1 to -20 for zstd's fast levels (is 0)\n", r.Stderr);
     }
 
     [Fact]

@@ -37,6 +37,19 @@ public sealed class ConfigTests
         Assert.Null(receiver.Agents);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(-20)]
+    [InlineData(1)]
+    [InlineData(19)]
+    public void ZstdFastLevelsAreAcceptedAsWellAsTheStandardOnes(int level)
+    {
+        using var dir = new TempDir();
+        string agentFile = dir.File("agent.json");
+        File.WriteAllText(agentFile, $$"""{ {{AgentBase}} "zstd_level": {{level}} }""");
+        Assert.Equal(level, AgentConfig.Load(agentFile).ZstdLevel);
+    }
+
     [Fact]
     public void OptionsLeftOutTakeTheirDocumentedDefaults()
     {
@@ -69,7 +82,8 @@ public sealed class ConfigTests
 
     public static TheoryData<string, string, string> BrokenAgentConfigs => new()
     {
-        { "zstd level out of range", $$"""{ {{AgentBase}} "zstd_level": 40 }""", "option 'zstd_level': must be 1 to 19 (is 40)" },
+        { "zstd level out of range", $$"""{ {{AgentBase}} "zstd_level": 40 }""", "option 'zstd_level': must be 1 to 19, or -1 to -20 for zstd's fast levels (is 40)" },
+        { "zstd level below the fast levels", $$"""{ {{AgentBase}} "zstd_level": -21 }""", "option 'zstd_level': must be 1 to 19, or -1 to -20 for zstd's fast levels (is -21)" },
         { "compression threads out of range", $$"""{ {{AgentBase}} "compression_threads": -2 }""", "option 'compression_threads': must be 0 (automatic) to 64 (is -2)" },
         { "unknown option", $$"""{ {{AgentBase}} "zstd_levl": 3 }""", "option 'zstd_levl': is not a known option" },
         { "unknown nested option", $$"""{ {{AgentBase}} "nats": { "tls_ca": "ca.pem" } }""", "option 'nats.tls_ca': is not a known option" },
