@@ -418,14 +418,7 @@ internal sealed class VolumeSession : IAsyncDisposable
         if (_writing is { } writing)
         {
             _writing = null;
-            try
-            {
-                await writing;
-            }
-            catch
-            {
-                // Forgotten with the staging.
-            }
+            await writing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // its failure is forgotten with the staging
         }
         var staged = _staged;
         _staged = null;

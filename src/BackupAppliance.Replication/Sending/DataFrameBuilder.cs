@@ -136,7 +136,7 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
             if (ahead.Start == Position)
                 built = await ahead.Task; // its failure is this call's
             else
-                await SettleAsync(ahead.Task);
+                await DropAsync(ahead);
         }
         if (built is null)
         {
@@ -180,22 +180,13 @@ internal sealed class DataFrameBuilder : IAsyncDisposable
         if (_prefetch is { } ahead)
         {
             _prefetch = null;
-            await SettleAsync(ahead.Task);
+            await DropAsync(ahead);
         }
     }
 
     /// <summary>Waits for a frame built ahead that will not be sent; how it ended does not matter (a rebuild meets the same).</summary>
-    private static async ValueTask SettleAsync(Task task)
-    {
-        try
-        {
-            await task;
-        }
-        catch (Exception)
-        {
-            // Dropped with its frame.
-        }
-    }
+    private static async ValueTask DropAsync(Prefetch ahead) =>
+        await ((Task)ahead.Task).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
     /// <summary>
     /// Builds the frame that starts at <paramref name="position"/> (in range <paramref name="range"/>)
